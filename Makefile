@@ -1,0 +1,30 @@
+# The two commands: `make demo` (set up + run the demo study end to end) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CORES ?= all
+
+.PHONY: install demo test test-fast bench clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/snakemake all --cores $(CORES)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+bench: install
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean-results:
+	rm -rf results logs

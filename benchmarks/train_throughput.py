@@ -1,0 +1,107 @@
+"""Training throughput: reglens' loop (device-resident uint8 data, batched augmentation) against a
+plain PyTorch loop (DataLoader over float tensors, per-batch host->device copy), same model, same data.
+
+    python benchmarks/train_throughput.py [--device cuda] [--archs resnet18 vgg19] [--n 8192]
+    python benchmarks/train_throughput.py --regularizers none l2 dropout   # cost per step vs none
+
+Prints images/s of each and their ratio (>1: reglens is faster).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from reglens import models, regularizers
+from reglens.data import TensorData
+from reglens.train import resolve_device, train
+
+
+def synthetic(n: int, channels: int, size: int, classes: int, seed: int = 0) -> TensorData:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return TensorData("synthetic", x, y, x[:256], y[:256], [str(i) for i in range(classes)],
+                      [0.5] * channels, [0.25] * channels)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_loop(data: TensorData, arch: str, width: float, batch_size: int, epochs: int, device) -> float:
+    torch.manual_seed(0)
+    model = models.build(arch, data.channels, data.size, data.num_classes, width=width,
+                         mean=data.mean, std=data.std).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    dataset = torch.utils.data.TensorDataset(data.x_train.float() / 255, data.y_train)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+    model.train()
+    seconds = []
+    for _ in range(epochs + 1):  # the first epoch is warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sync(device)
+        seconds.append(time.perf_counter() - t0)
+    return len(data.y_train) / min(seconds[1:])
+
+
+def reglens_loop(data, arch, width, batch_size, epochs, device, reg="none", variants=None) -> float:
+    regs = regularizers.build(reg, variants or {"none": []})
+    result = train(data, arch, regs, {"epochs": epochs + 1, "batch_size": batch_size, "lr": 0.01,
+                                      "schedule": "constant", "deterministic": False},
+                   {"width": width}, seed=0, device=device)
+    return max(r["images_per_s"] for r in result.history[1:])
+
+
+DEFAULT_VARIANTS = {
+    "none": [], "l1": [{"kind": "l1", "weight": 1e-5}], "l2": [{"kind": "l2", "weight": 5e-4}],
+    "elastic_net": [{"kind": "elastic_net"}], "dropout": [{"kind": "dropout", "p": 0.5}],
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--archs", nargs="+", default=list(models.MODELS))
+    parser.add_argument("--regularizers", nargs="+", default=[])
+    parser.add_argument("--n", type=int, default=2048)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs; the best of each is kept")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    data = synthetic(args.n, args.channels, args.size, 10)
+    print(f"device={device} n={args.n} size={args.size} width={args.width} batch={args.batch_size} "
+          f"torch={torch.__version__} threads={torch.get_num_threads()}")
+    if args.regularizers:
+        arch = args.archs[0]
+        base = reglens_loop(data, arch, args.width, args.batch_size, args.epochs, device)
+        print(f"{'regularizer':<16}{'images/s':>12}{'cost per step vs none':>24}")
+        for reg in args.regularizers:
+            ips = reglens_loop(data, arch, args.width, args.batch_size, args.epochs, device, reg, DEFAULT_VARIANTS)
+            print(f"{reg:<16}{ips:>12.0f}{base / ips:>23.2f}x")
+        return
+    print(f"{'arch':<12}{'reglens img/s':>16}{'plain img/s':>16}{'ratio':>8}")
+    for arch in args.archs:
+        ours = plain = 0.0
+        for _ in range(args.repeats):
+            plain = max(plain, plain_loop(data, arch, args.width, args.batch_size, args.epochs, device))
+            ours = max(ours, reglens_loop(data, arch, args.width, args.batch_size, args.epochs, device))
+        print(f"{arch:<12}{ours:>16.0f}{plain:>16.0f}{ours / plain:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Study configuration: schema validation (enums from the registries), named-variant checks, the grid."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from reglens import data, models, regularizers
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_yaml(path: str | Path) -> dict:
+    try:
+        with open(path) as handle:
+            loaded = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return loaded
+
+
+def schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The config schema with its registry enums filled in."""
+    out = load_yaml(path)
+    study = out["properties"]["studies"]["additionalProperties"]["properties"]
+    study["dataset"]["enum"] = sorted(data.DATASETS)
+    study["archs"]["items"]["enum"] = sorted(models.MODELS)
+    reg_item = out["properties"]["regularizers"]["additionalProperties"]["items"]
+    reg_item["properties"]["kind"]["enum"] = sorted(regularizers.KINDS)
+    return out
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    parts = []
+    for part in error.absolute_path:
+        parts.append(f"[{part}]" if isinstance(part, int) else ("." if parts else "") + str(part))
+    return "".join(parts) or "<top level>"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    where = _where(error)
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not valid; valid: {error.validator_value}"
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key(s) {extra}; valid: {allowed}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    return f"{where}: {error.message}"
+
+
+def validate(config: dict) -> dict:
+    """Validate a config dict and return a copy with defaults filled in. Raises ConfigError naming
+    the offending key and the valid choices."""
+    cfg = copy.deepcopy(config)
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), _where(e)))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_message(e) for e in errors[:10]))
+    cfg.setdefault("device", "auto")
+    cfg.setdefault("data", {})
+    cfg["data"].setdefault("root", "resources")
+    cfg["data"].setdefault("offline_dir", None)
+    variants = cfg["regularizers"]
+    for name in variants:
+        _check_variant(name, variants, f"regularizers.{name}")
+    for sname, study in cfg["studies"].items():
+        study.setdefault("model", {})
+        study.setdefault("train", {})
+        for i, reg in enumerate(study["regularizers"]):
+            _check_variant(reg, variants, f"studies.{sname}.regularizers[{i}]")
+    return cfg
+
+
+def _check_variant(name: str, variants: dict, where: str) -> None:
+    try:
+        regularizers.build(name, variants)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc.args[0]}") from None
+
+
+@dataclass(frozen=True)
+class Cell:
+    study: str
+    dataset: str
+    arch: str
+    reg: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.study}/{self.arch}/{self.reg}/seed{self.seed}"
+
+    def as_dict(self) -> dict:
+        return {"study": self.study, "dataset": self.dataset, "arch": self.arch, "reg": self.reg,
+                "seed": self.seed}
+
+
+def cells(cfg: dict) -> list[Cell]:
+    return [Cell(sname, study["dataset"], arch, reg, seed)
+            for sname, study in cfg["studies"].items()
+            for arch in study["archs"] for reg in study["regularizers"] for seed in study["seeds"]]
+
+
+def find_cell(cfg: dict, study: str, arch: str, reg: str, seed: int) -> Cell:
+    """The configured cell a target path names, or a ConfigError saying what is configured."""
+    if study not in cfg["studies"]:
+        raise ConfigError(f"study {study!r} is not in the config; configured: {sorted(cfg['studies'])}")
+    s = cfg["studies"][study]
+    for key, value, options in (("archs", arch, s["archs"]), ("regularizers", reg, s["regularizers"]),
+                                ("seeds", int(seed), s["seeds"])):
+        if value not in options:
+            raise ConfigError(f"studies.{study}.{key}: {value!r} is not configured; configured: {options}")
+    return Cell(study, s["dataset"], arch, reg, int(seed))

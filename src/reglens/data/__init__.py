@@ -1,0 +1,117 @@
+"""Datasets: fetch the real release once, convert it to one compact tensor file, load it in one read.
+
+The tensor file holds uint8 images (N, C, H, W), int64 labels, the train/test split, class names and
+the per-channel training mean and std (in [0, 1] pixel units).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from reglens.data import cifar, digits, mnist
+from reglens.data.download import RemoteFile, fetch
+from reglens.io import torch_save
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    channels: int
+    size: int
+    num_classes: int
+    remote: dict[str, RemoteFile]
+    read: Callable[[dict[str, Path]], dict]
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec("cifar10", 3, 32, 10, {"archive": cifar.CIFAR10},
+                           lambda p: cifar.read_archive(p["archive"], 10)),
+    "cifar100": DatasetSpec("cifar100", 3, 32, 100, {"archive": cifar.CIFAR100},
+                            lambda p: cifar.read_archive(p["archive"], 100)),
+    "mnist": DatasetSpec("mnist", 1, 28, 10, mnist.REMOTE, mnist.read_files),
+    "digits": DatasetSpec("digits", 1, 8, 10, {}, lambda p: digits.load()),
+}
+
+
+def spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; valid: {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def remote_files(name: str) -> dict[str, RemoteFile]:
+    return spec(name).remote
+
+
+def fetch_raw(name: str, downloads_dir: str | Path, offline_dir: str | Path | None = None) -> dict[str, Path]:
+    """Download (or stage) and verify every raw file of a dataset."""
+    return {key: fetch(remote, downloads_dir, offline_dir) for key, remote in spec(name).remote.items()}
+
+
+def convert(name: str, raw: dict[str, Path]) -> dict:
+    """Read the raw release into the tensor-file dictionary."""
+    ds = spec(name)
+    arrays = ds.read(raw)
+    x_train = np.array(arrays["x_train"], dtype=np.uint8)
+    expected = (ds.channels, ds.size, ds.size)
+    if x_train.shape[1:] != expected:
+        raise ValueError(f"{name}: images have shape {x_train.shape[1:]}, expected {expected}")
+    pixels = x_train.astype(np.float64) / 255.0
+    return {
+        "name": name,
+        "x_train": torch.from_numpy(x_train),
+        "y_train": torch.from_numpy(np.asarray(arrays["y_train"], dtype=np.int64)),
+        "x_test": torch.from_numpy(np.array(arrays["x_test"], dtype=np.uint8)),
+        "y_test": torch.from_numpy(np.asarray(arrays["y_test"], dtype=np.int64)),
+        "classes": list(arrays["classes"]),
+        "mean": pixels.mean(axis=(0, 2, 3)).tolist(),
+        "std": pixels.std(axis=(0, 2, 3)).tolist(),
+    }
+
+
+def prepare(name: str, out_path: str | Path, downloads_dir: str | Path,
+            offline_dir: str | Path | None = None) -> Path:
+    raw = fetch_raw(name, downloads_dir, offline_dir)
+    torch_save(convert(name, raw), out_path)
+    return Path(out_path)
+
+
+@dataclass
+class TensorData:
+    """A dataset resident on one device: uint8 images and int64 labels."""
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+
+    @property
+    def channels(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def size(self) -> int:
+        return self.x_train.shape[-1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load(path: str | Path, device: torch.device | str = "cpu") -> TensorData:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return TensorData(
+        name=blob["name"], classes=blob["classes"], mean=blob["mean"], std=blob["std"],
+        **{k: blob[k].to(device) for k in ("x_train", "y_train", "x_test", "y_test")})
+
+
+def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1]; models normalize internally."""
+    return x_uint8.float().div_(255.0)

@@ -1,0 +1,43 @@
+"""Model registry: `build(name, ...)` and `load(path)` are the only ways models are made."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from reglens.models.base import ReglensModel
+from reglens.models.resnet import ResNet18, ResNet50
+from reglens.models.small import DDNet, LeNet, SimpleCNN
+from reglens.models.vgg import VGG19
+
+MODELS: dict[str, type[ReglensModel]] = {
+    "simplecnn": SimpleCNN,
+    "lenet": LeNet,
+    "ddnet": DDNet,
+    "resnet18": ResNet18,
+    "resnet50": ResNet50,
+    "vgg19": VGG19,
+}
+
+
+def build(name: str, in_channels: int, input_size: int, num_classes: int, width: float = 1.0,
+          dropout: float = 0.0, mean=None, std=None) -> ReglensModel:
+    if name not in MODELS:
+        raise KeyError(f"unknown architecture {name!r}; valid: {sorted(MODELS)}")
+    return MODELS[name](in_channels=in_channels, input_size=input_size, num_classes=num_classes,
+                        width=width, dropout=dropout, mean=mean, std=std)
+
+
+def save(model: ReglensModel, arch: str, kwargs: dict, path) -> None:
+    """Save a checkpoint that loads with torch.load(..., weights_only=True)."""
+    from reglens.io import torch_save
+
+    torch_save({"arch": arch, "kwargs": dict(kwargs),
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+
+
+def load(path: str | Path, device: torch.device | str = "cpu") -> ReglensModel:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = build(blob["arch"], **blob["kwargs"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval()

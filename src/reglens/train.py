@@ -1,0 +1,267 @@
+"""The training loop: data resident on the device, batched augmentation, epoch checkpoints, resume.
+
+Randomness is re-seeded from (seed, epoch) at the start of every epoch, so a run resumed from an
+epoch checkpoint draws exactly the batches, augmentations and dropout masks of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from reglens import models
+from reglens.data import TensorData, to_float
+from reglens.io import provenance, torch_save, write_csv, write_json
+from reglens.regularizers import RegularizerSet
+
+TRAIN_DEFAULTS = {
+    "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+    "schedule": "cosine", "milestones": [], "gamma": 0.1, "warmup_epochs": 0,
+    "epochs": 10, "batch_size": 128, "eval_batch_size": 1024,
+    "augment": {"crop_padding": 0, "hflip": False},
+    "precision": "fp32", "deterministic": True,
+}
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def merged_train_config(cfg: dict | None) -> dict:
+    out = json.loads(json.dumps(TRAIN_DEFAULTS))
+    for key, value in (cfg or {}).items():
+        if key == "augment":
+            out["augment"].update(value or {})
+        else:
+            out[key] = value
+    return out
+
+
+def augment(x: torch.Tensor, crop_padding: int, hflip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding and horizontal flip, on a uint8 batch, all in tensor ops."""
+    n, _, h, w = x.shape
+    if crop_padding > 0:
+        p = crop_padding
+        padded = F.pad(x, (p, p, p, p))
+        oy = torch.randint(0, 2 * p + 1, (n, 1), device=x.device, generator=gen)
+        ox = torch.randint(0, 2 * p + 1, (n, 1), device=x.device, generator=gen)
+        rows = (oy + torch.arange(h, device=x.device))[:, :, None]       # n, h, 1
+        cols = (ox + torch.arange(w, device=x.device))[:, None, :]       # n, 1, w
+        idx = torch.arange(n, device=x.device)[:, None, None]
+        x = padded.permute(0, 2, 3, 1)[idx, rows, cols].permute(0, 3, 1, 2)
+    if hflip:
+        flip = torch.rand(n, device=x.device, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x.contiguous()
+
+
+def lr_at(cfg: dict, epoch: int) -> float:
+    """Learning rate for an epoch (0-based): linear warm-up, then constant, step or cosine decay."""
+    base, warm, total = cfg["lr"], cfg["warmup_epochs"], cfg["epochs"]
+    if epoch < warm:
+        return base * (epoch + 1) / warm
+    if cfg["schedule"] == "cosine":
+        span = max(1, total - warm)
+        return base * 0.5 * (1 + math.cos(math.pi * (epoch - warm) / span))
+    if cfg["schedule"] == "step":
+        return base * cfg["gamma"] ** sum(epoch >= m for m in cfg["milestones"])
+    return base
+
+
+def make_optimizer(cfg: dict, params):
+    name = cfg["optimizer"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"],
+                               weight_decay=cfg["weight_decay"])
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    raise ValueError(f"train.optimizer: unknown {name!r}; valid: ['adam', 'adamw', 'sgd']")
+
+
+@torch.no_grad()
+def evaluate(model, x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> dict:
+    """Clean cross-entropy and accuracy of a model on uint8 images, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x_uint8.device)
+    correct = torch.zeros((), device=x_uint8.device, dtype=torch.long)
+    for start in range(0, len(y), batch_size):
+        logits = model(to_float(x_uint8[start:start + batch_size])).float()
+        target = y[start:start + batch_size]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    model.train(was_training)
+    n = max(1, len(y))
+    return {"loss": loss_sum.item() / n, "acc": correct.item() / n}
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2 ** 63 - 1)
+
+
+def fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    model_kwargs: dict
+    history: list[dict]
+    metrics: dict = field(default_factory=dict)
+
+
+def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | None = None,
+          model_cfg: dict | None = None, seed: int = 0, device: str | torch.device = "auto",
+          checkpoint: str | Path | None = None,
+          on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    cfg = merged_train_config(train_cfg)
+    device = resolve_device(device) if isinstance(device, str) else device
+    if cfg["deterministic"]:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+    data = TensorData(**{**data.__dict__, **{k: getattr(data, k).to(device)
+                                             for k in ("x_train", "y_train", "x_test", "y_test")}})
+
+    model_kwargs = {"in_channels": data.channels, "input_size": data.size, "num_classes": data.num_classes,
+                    "mean": data.mean, "std": data.std, **(model_cfg or {}), **regs.model_kwargs()}
+    torch.manual_seed(seed)
+    model = models.build(arch, **model_kwargs)
+    regs.init_model(model)
+    model.to(device)
+    optimizer = make_optimizer(cfg, model.parameters())
+    run_id = fingerprint({"arch": arch, "regs": regs.describe(), "cfg": cfg, "model": model_cfg,
+                          "seed": seed, "data": [data.name, len(data.y_train)]})
+
+    history: list[dict] = []
+    start_epoch = 0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state.get("run_id") == run_id:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            history = [dict(zip(state["history_columns"], row)) for row in state["history_rows"]]
+            start_epoch = state["epoch"] + 1
+
+    autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["precision"]]
+    gen = torch.Generator(device=device)
+    n, bs = len(data.y_train), cfg["batch_size"]
+    aug = cfg["augment"]
+    step = start_epoch * math.ceil(n / bs)
+    model.train()
+    for epoch in range(start_epoch, cfg["epochs"]):
+        torch.manual_seed(_epoch_seed(seed, epoch))
+        gen.manual_seed(_epoch_seed(seed, epoch) + 1)
+        lr = lr_at(cfg, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        pen_sums = {name: torch.zeros((), device=device) for name in regs.penalty_names}
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        order = torch.randperm(n, device=device, generator=gen)
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            x = to_float(augment(data.x_train[idx], aug["crop_padding"], aug["hflip"], gen))
+            y = data.y_train[idx]
+            x = regs.transform_batch(model, x, y)
+            if regs.needs_input_grad:
+                x.requires_grad_(True)
+            with regs.perturb_weights(model):
+                with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                    enabled=autocast_dtype is not None):
+                    logits = model(x).float()
+                data_loss = regs.data_loss(logits, y)
+                penalties = regs.penalties(model, x, y, logits)
+                loss = data_loss + sum(penalties.values()) if penalties else data_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            optimizer.step()
+            step += 1
+            regs.after_step(model, step)
+            with torch.no_grad():
+                loss_sum += data_loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                for name, value in penalties.items():
+                    pen_sums[name] += value.detach() * len(y)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        train_loss = loss_sum.item() / n
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"{arch}/{regs.name}/seed{seed}: the training loss became {train_loss} in "
+                                f"epoch {epoch + 1}; no model was written. Lower train.lr or the "
+                                "regularizer's strength.")
+        test = evaluate(model, data.x_test, data.y_test, cfg["eval_batch_size"])
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": correct.item() / n,
+               **{f"penalty_{k}": v.item() / n for k, v in pen_sums.items()},
+               "test_loss": test["loss"], "test_acc": test["acc"], "seconds": seconds,
+               "images_per_s": n / seconds if seconds > 0 else float("nan")}
+        history.append(row)
+        if checkpoint is not None:
+            columns = list(history[0])
+            torch_save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "history_columns": columns,
+                        "history_rows": [[r.get(c) for c in columns] for r in history]}, checkpoint)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+
+    final_train = evaluate(model, data.x_train, data.y_train, cfg["eval_batch_size"])
+    final_test = evaluate(model, data.x_test, data.y_test, cfg["eval_batch_size"])
+    run_rows = history[start_epoch:] or history
+    total_seconds = sum(r["seconds"] for r in history)
+    metrics = {
+        "train_acc": final_train["acc"], "train_loss": final_train["loss"],
+        "test_acc": final_test["acc"], "test_loss": final_test["loss"],
+        "epochs": cfg["epochs"], "resumed_from_epoch": start_epoch,
+        "train_seconds": total_seconds,
+        "images_per_s": sum(n for _ in run_rows) / max(1e-9, sum(r["seconds"] for r in run_rows)),
+        "device": str(device), "seed": seed,
+    }
+    return TrainResult(model=model, model_kwargs=model_kwargs, history=history, metrics=metrics)
+
+
+def run_cell(dataset_path: str | Path, out_dir: str | Path, arch: str, regs: RegularizerSet,
+             cell: dict, train_cfg: dict | None, model_cfg: dict | None, seed: int,
+             device: str = "auto") -> dict:
+    """Train one cell and write model.pt, history.csv and metrics.json (atomically, metrics last)."""
+    from reglens.data import load
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    t0 = time.time()
+    result = train(load(dataset_path, dev), arch, regs, train_cfg, model_cfg, seed, dev,
+                   checkpoint=out_dir / "train_state.pt")
+    models.save(result.model, arch, result.model_kwargs, out_dir / "model.pt")
+    write_csv(out_dir / "history.csv", pd.DataFrame(result.history))
+    metrics = {**result.metrics, "wall_seconds": time.time() - t0,
+               "cell": cell, "regularizer": regs.describe(),
+               "train_config": merged_train_config(train_cfg), "model_config": model_cfg or {},
+               "provenance": provenance(dev, seed)}
+    write_json(out_dir / "metrics.json", metrics)
+    (out_dir / "train_state.pt").unlink(missing_ok=True)
+    return metrics

@@ -1,0 +1,77 @@
+"""Config validation: bad input names the key and the valid choices; the shipped configs are valid."""
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from reglens import config
+
+BASE = {"regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-4}]},
+        "studies": {"s": {"dataset": "digits", "archs": ["lenet"], "regularizers": ["none"], "seeds": [0]}}}
+
+
+def _with(**study):
+    cfg = yaml.safe_load(yaml.safe_dump(BASE))
+    cfg["studies"]["s"].update(study)
+    return cfg
+
+
+@pytest.mark.parametrize("change,expected", [
+    (dict(archs=["resnet19"]), r"studies\.s\.archs\[0\]: 'resnet19' is not valid; valid: \['ddnet', 'lenet'"),
+    (dict(dataset="imagenet"), r"studies\.s\.dataset: 'imagenet' is not valid; valid: \['cifar10', 'cifar100', 'digits', 'mnist'\]"),
+    (dict(regularizers=["l3"]), r"studies\.s\.regularizers\[0\]: unknown regularizer 'l3'; defined variants: \['l2', 'none'\]"),
+    (dict(epochs=3), r"studies\.s: unknown key\(s\) \['epochs'\]; valid: \['archs', 'dataset', 'model', 'regularizers', 'seeds', 'train'\]"),
+    (dict(train={"optimiser": "sgd"}), r"studies\.s\.train: unknown key\(s\) \['optimiser'\]"),
+    (dict(train={"schedule": "linear"}), r"studies\.s\.train\.schedule: 'linear' is not valid; valid: \['cosine', 'step', 'constant'\]"),
+    (dict(seeds=[-1]), r"studies\.s\.seeds\[0\]"),
+])
+def test_bad_study_is_named(change, expected):
+    with pytest.raises(config.ConfigError, match=expected):
+        config.validate(_with(**change))
+
+
+def test_bad_regularizer_kind_and_params_are_named():
+    cfg = _with()
+    cfg["regularizers"]["x"] = [{"kind": "l7"}]
+    with pytest.raises(config.ConfigError, match=r"regularizers\.x\[0\]\.kind: 'l7' is not valid; valid: \[.*'l2'"):
+        config.validate(cfg)
+    cfg["regularizers"]["x"] = [{"kind": "l2", "strength": 1}]
+    with pytest.raises(config.ConfigError, match=r"regularizers\.x: regularizer 'l2': unknown key\(s\) \['strength'\]"):
+        config.validate(cfg)
+
+
+def test_shipped_configs_are_valid_and_grids_as_documented():
+    full = config.validate(config.load_yaml(REPO / "config" / "config.yaml"))
+    cells = config.cells(full)
+    by_study = {s: sum(c.study == s for c in cells) for s in full["studies"]}
+    regs = len(full["studies"]["cifar10"]["regularizers"])
+    assert by_study == {"cifar10": 5 * regs * 5, "mnist": 2 * regs * 5, "cifar100": 1 * regs * 5}
+    assert {c.arch for c in cells if c.study == "cifar10"} == {"simplecnn", "ddnet", "resnet18", "resnet50", "vgg19"}
+    demo = config.validate(config.load_yaml(REPO / "config" / "demo.yaml"))
+    assert {c.dataset for c in config.cells(demo)} == {"digits"}
+
+
+def _snakemake(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_dry_run_of_full_config_lists_every_training_job_offline():
+    full = config.validate(config.load_yaml(REPO / "config" / "config.yaml"))
+    run = _snakemake("all", "-n", "--configfile", "config/config.yaml")
+    assert run.returncode == 0, run.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
+    assert int(counts["train"]) == len(config.cells(full))
+    assert int(counts["download"]) == 3 and int(counts["prepare_data"]) == 3
+
+
+def test_invalid_config_fails_before_any_job(tmp_path):
+    bad = _with(archs=["resnet19"])
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    run = _snakemake("all", "-n", "--configfile", str(path))
+    assert run.returncode != 0
+    assert "resnet19" in run.stderr + run.stdout and "valid:" in run.stderr + run.stdout

@@ -1,0 +1,53 @@
+# Config loading and validation, the grid of cells, target functions.
+from pathlib import Path
+
+from reglens import config as reglens_config
+from reglens import data as reglens_data
+
+REPO = Path(workflow.basedir).parent
+if not config:
+    config.update(reglens_config.load_yaml(REPO / "config" / "demo.yaml"))
+try:
+    CFG = reglens_config.validate(config)
+except reglens_config.ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+CELLS = reglens_config.cells(CFG)
+DATA_ROOT = CFG["data"]["root"]
+CELL_DIR = "results/{study}/{arch}/{reg}/seed{seed}"
+
+
+wildcard_constraints:
+    study=r"[a-z0-9_]+",
+    arch=r"[a-z0-9_]+",
+    reg=r"[a-z0-9_.\-]+(\+[a-z0-9_.\-]+)*",
+    seed=r"\d+",
+    dataset=r"[a-z0-9_]+",
+
+
+def cell_of(wildcards):
+    try:
+        return reglens_config.find_cell(CFG, wildcards.study, wildcards.arch, wildcards.reg,
+                                        int(wildcards.seed))
+    except reglens_config.ConfigError as error:
+        raise WorkflowError(str(error)) from None
+
+
+def dataset_file(dataset):
+    return f"{DATA_ROOT}/data/{dataset}.pt"
+
+
+def study_dataset_file(wildcards):
+    return dataset_file(cell_of(wildcards).dataset)
+
+
+def cell_paths(pattern):
+    return [pattern.format(**cell.as_dict()) for cell in CELLS]
+
+
+def train_targets():
+    return cell_paths(CELL_DIR + "/metrics.json")
+
+
+def all_targets():
+    return train_targets() + ["results/tables/metrics.csv"]

@@ -1,0 +1,35 @@
+# Download (or stage) the official releases, verify them, convert each once into a tensor file.
+
+localrules:
+    download,
+
+
+def raw_flag(wildcards):
+    if not reglens_data.remote_files(wildcards.dataset):
+        return []  # bundled with a package (digits)
+    return f"{DATA_ROOT}/downloads/{wildcards.dataset}.verified.json"
+
+
+rule download:
+    output:
+        DATA_ROOT + "/downloads/{dataset}.verified.json",
+    params:
+        downloads_dir=DATA_ROOT + "/downloads/{dataset}",
+        offline_dir=CFG["data"]["offline_dir"],
+    log:
+        "logs/download/{dataset}.log",
+    script:
+        "../scripts/download.py"
+
+
+rule prepare_data:
+    input:
+        raw_flag,
+    output:
+        DATA_ROOT + "/data/{dataset}.pt",
+    params:
+        downloads_dir=DATA_ROOT + "/downloads/{dataset}",
+    log:
+        "logs/prepare_data/{dataset}.log",
+    script:
+        "../scripts/prepare_data.py"

@@ -1,0 +1,15 @@
+# Aggregate every per-cell output into tidy tables; figures and report build on these.
+
+
+rule aggregate:
+    input:
+        metrics=train_targets(),
+    output:
+        metrics="results/tables/metrics.csv",
+        missing="results/tables/missing.csv",
+    params:
+        cells=[cell.as_dict() for cell in CELLS],
+    log:
+        "logs/aggregate.log",
+    script:
+        "../scripts/aggregate.py"
