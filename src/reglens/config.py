@@ -79,8 +79,14 @@ def validate(config: dict) -> dict:
     for sname, study in cfg["studies"].items():
         study.setdefault("model", {})
         study.setdefault("train", {})
+        ds = data.DATASETS[study["dataset"]]
         for i, reg in enumerate(study["regularizers"]):
-            _check_variant(reg, variants, f"studies.{sname}.regularizers[{i}]")
+            where = f"studies.{sname}.regularizers[{i}]"
+            _check_variant(reg, variants, where)
+            try:
+                regularizers.build(reg, variants).check_task(ds.channels * ds.size ** 2, ds.num_classes)
+            except ValueError as exc:
+                raise ConfigError(f"{where} ({reg!r} on {ds.name}): {exc.args[0]}") from None
     return cfg
 
 

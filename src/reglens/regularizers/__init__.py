@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from reglens.regularizers.base import Regularizer, RegularizerSet, penalized_weights
 from reglens.regularizers.dropout import Dropout
+from reglens.regularizers.group_norm import GroupNorm
+from reglens.regularizers.losses import ConfidencePenalty, LabelSmoothing
+from reglens.regularizers.noise import Adversarial, InputNoise, WeightNoise
+from reglens.regularizers.smoothness import InputGradient, Jacobian, JacobianDeterminant
+from reglens.regularizers.spectral import HardSVB, SoftSVB
 from reglens.regularizers.weight_penalties import L1, L2, ElasticNet
 
-KINDS: dict[str, type[Regularizer]] = {cls.kind: cls for cls in (L1, L2, ElasticNet, Dropout)}
+KINDS: dict[str, type[Regularizer]] = {cls.kind: cls for cls in (
+    L1, L2, ElasticNet, Dropout, SoftSVB, HardSVB, Jacobian, InputGradient, JacobianDeterminant,
+    ConfidencePenalty, LabelSmoothing, InputNoise, WeightNoise, GroupNorm, Adversarial)}
 
 
 def resolve(name: str, variants: dict[str, list]) -> list[dict]:

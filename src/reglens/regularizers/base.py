@@ -40,8 +40,15 @@ class Regularizer:
     def validate(self) -> None:
         pass
 
+    @property
+    def has_penalty(self) -> bool:
+        return type(self).penalty is not Regularizer.penalty
+
     def describe(self) -> dict:
         return {"kind": self.kind, **{k: getattr(self, k) for k in self.params}}
+
+    def check_task(self, input_dim: int, output_dim: int) -> None:
+        """Raise ValueError if the regularizer cannot apply to a model of these dimensions."""
 
     def model_kwargs(self) -> dict:
         return {}
@@ -89,11 +96,16 @@ class RegularizerSet:
                              "loss; combine at most one of them")
         self._data_loss = losses[0].data_loss if losses else None
         self.needs_input_grad = any(m.needs_input_grad for m in members)
-        self.penalty_names = [f"{i}_{m.kind}" if _count(members, m.kind) > 1 else m.kind
-                              for i, m in enumerate(members)]
+        self._penalized = [(f"{i}_{m.kind}" if _count(members, m.kind) > 1 else m.kind, m)
+                           for i, m in enumerate(members) if m.has_penalty]
+        self.penalty_names = [name for name, _ in self._penalized]
 
     def describe(self) -> list[dict]:
         return [m.describe() for m in self.members]
+
+    def check_task(self, input_dim: int, output_dim: int) -> None:
+        for m in self.members:
+            m.check_task(input_dim, output_dim)
 
     def model_kwargs(self) -> dict:
         merged: dict = {}
@@ -127,7 +139,7 @@ class RegularizerSet:
 
     def penalties(self, model, x, y, logits) -> dict[str, torch.Tensor]:
         out = {}
-        for name, m in zip(self.penalty_names, self.members):
+        for name, m in self._penalized:
             value = m.penalty(model, x, y, logits)
             if value is not None:
                 out[name] = value

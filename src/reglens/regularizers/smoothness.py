@@ -1,0 +1,70 @@
+"""Penalties on derivatives with respect to the input: Jacobian, input gradient (double backprop);
+and the refusal of a Jacobian-determinant penalty for non-square maps."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from reglens.regularizers.base import Regularizer, _check_nonnegative
+
+
+def jacobian_frobenius_estimate(logits: torch.Tensor, x: torch.Tensor, projections: int = 1,
+                                create_graph: bool = True) -> torch.Tensor:
+    """Per-example random-projection estimate of ||d logits / d x||_F^2 (Hoffman, Roberts & Yaida 2019):
+    C * mean_v ||v^T J||^2 with v uniform on the unit sphere of the C-dim output space; unbiased."""
+    batch, classes = logits.shape
+    total = torch.zeros(batch, device=logits.device, dtype=logits.dtype)
+    for _ in range(projections):
+        v = torch.randn(batch, classes, device=logits.device, dtype=logits.dtype)
+        v = v / v.norm(dim=1, keepdim=True)
+        (jv,) = torch.autograd.grad((logits * v).sum(), x, create_graph=create_graph, retain_graph=True)
+        total = total + classes * jv.flatten(1).pow(2).sum(1)
+    return total / projections
+
+
+class Jacobian(Regularizer):
+    kind = "jacobian"
+    params = {"weight": 0.01, "projections": 1}
+    summary = "weight/2 * mean_batch ||d logits / d x||_F^2, estimated with `projections` random projections"
+    needs_input_grad = True
+
+    def validate(self):
+        _check_nonnegative(self, "weight")
+        if not isinstance(self.projections, int) or self.projections < 1:
+            raise ValueError(f"regularizer 'jacobian': projections must be an integer >= 1, got {self.projections!r}")
+
+    def penalty(self, model, x, y, logits):
+        if not model.training:
+            return None
+        return 0.5 * self.weight * jacobian_frobenius_estimate(logits, x, self.projections).mean()
+
+
+class InputGradient(Regularizer):
+    kind = "input_gradient"
+    params = {"weight": 0.01}
+    summary = "weight * mean_batch ||d CE(f(x), y) / d x||^2 (double backpropagation)"
+    needs_input_grad = True
+
+    def validate(self):
+        _check_nonnegative(self, "weight")
+
+    def penalty(self, model, x, y, logits):
+        if not model.training:
+            return None
+        per_example_sum = F.cross_entropy(logits, y, reduction="sum")  # grads stay per example
+        (grad,) = torch.autograd.grad(per_example_sum, x, create_graph=True, retain_graph=True)
+        return self.weight * grad.flatten(1).pow(2).sum(1).mean()
+
+
+class JacobianDeterminant(Regularizer):
+    kind = "jacobian_det"
+    params = {"weight": 0.01}
+    summary = "refused: log|det J| needs a square Jacobian (input dim == output dim)"
+
+    def check_task(self, input_dim: int, output_dim: int) -> None:
+        if input_dim != output_dim:
+            raise ValueError(
+                f"regularizer 'jacobian_det': the Jacobian of these classifiers is {output_dim} x {input_dim} "
+                "(classes x input pixels), not square, so its determinant is undefined. Use 'jacobian' "
+                "(Frobenius norm) instead.")
+        raise ValueError("regularizer 'jacobian_det': no square-Jacobian model is registered")

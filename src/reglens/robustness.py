@@ -1,0 +1,51 @@
+"""Attacks (white-box, untargeted). Models take pixels in [0, 1], so eps is in pixel units."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _loss_grad(model, x, y):
+    x = x.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def _l2_normalize(v: torch.Tensor) -> torch.Tensor:
+    norms = v.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return v / norms.view(-1, *[1] * (v.dim() - 1))
+
+
+def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project perturbations onto the eps-ball of the given norm ('linf' or 'l2')."""
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    norms = delta.flatten(1).norm(dim=1).view(-1, *[1] * (delta.dim() - 1))
+    return delta * torch.clamp(eps / norms.clamp_min(1e-12), max=1.0)
+
+
+def pgd(model, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int, norm: str = "linf",
+        random_start: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Projected gradient ascent on the cross-entropy within the eps-ball and the pixel range [0, 1].
+    steps=1, alpha=eps, random_start=False is FGSM (for 'linf')."""
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    x = x.detach()
+    if eps == 0 or steps == 0:
+        return x.clone()
+    delta = torch.zeros_like(x)
+    if random_start:
+        noise = torch.rand(x.shape, device=x.device, generator=generator, dtype=x.dtype) * 2 - 1
+        delta = noise * eps if norm == "linf" else project(noise, eps, "l2")
+        delta = (x + delta).clamp(0, 1) - x
+    for _ in range(steps):
+        grad = _loss_grad(model, x + delta, y)
+        step = grad.sign() if norm == "linf" else _l2_normalize(grad)
+        delta = project(delta + alpha * step, eps, norm)
+        delta = (x + delta).clamp(0, 1) - x
+    return (x + delta).detach()
+
+
+def fgsm(model, x, y, eps: float, norm: str = "linf") -> torch.Tensor:
+    return pgd(model, x, y, eps, eps, 1, norm, random_start=False)
