@@ -10,6 +10,8 @@ CORES ?= all
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# test-only reference implementation; --no-deps: its requests~=2.25 pin would downgrade snakemake's
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
 	touch $(STAMP)
 
 install: $(STAMP)

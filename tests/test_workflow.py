@@ -1,6 +1,7 @@
 """The Snakemake workflow end to end on a tiny config in a temporary directory."""
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +15,8 @@ from reglens import data, models
 
 TINY = {
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
+    "robustness": {"n_images": 360, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.0, 0.1], "pgd_steps": [3],
+                   "boundary": {"images": 1, "resolution": 9, "span": 2.0}, "pca_images": 50},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn", "lenet"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.25},
                          "train": {"epochs": 3, "lr": 0.05, "batch_size": 64}}},
@@ -38,7 +41,9 @@ def test_tiny_study_end_to_end(tmp_path):
     snakemake(tmp_path, "all")
     digits = data.load(tmp_path / "resources" / "data" / "digits.pt")
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
-    assert len(table) == 4 * 6 and pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
+    per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 4, "weights": 4}
+    assert table.groupby("stage").size().to_dict() == {k: 4 * v for k, v in per_cell.items()}
+    assert pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
     for arch in ("simplecnn", "lenet"):
         for reg in ("none", "l2"):
             cell = tmp_path / "results" / "tiny" / arch / reg / "seed0"
@@ -52,6 +57,12 @@ def test_tiny_study_end_to_end(tmp_path):
                 torch.nn.functional.cross_entropy(logits, digits.y_test).item(), rel=1e-5)
             row = table[(table.arch == arch) & (table.reg == reg) & (table.metric == "test_acc")]
             assert row.value.item() == pytest.approx(acc)
+            # the attack stage saw the whole test set: eps = 0 is the clean accuracy
+            for attack in ("fgsm", "pgd3"):
+                clean = table[(table.arch == arch) & (table.reg == reg) & (table.metric == f"{attack}_linf_acc@0")]
+                assert clean.value.item() == pytest.approx(acc)
+            ece = json.loads((cell / "robustness" / "calibration.json").read_text())
+            assert ece["accuracy"] == pytest.approx(acc) and 0 <= ece["ece"] <= 1
             history = pd.read_csv(cell / "history.csv")
             assert list(history.epoch) == [1, 2, 3]
             assert ("penalty_l2" in history) == (reg == "l2")
@@ -62,8 +73,7 @@ def test_tiny_study_end_to_end(tmp_path):
     before = json.loads((target / "metrics.json").read_text())
     other = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0" / "model.pt"
     other_mtime = other.stat().st_mtime_ns
-    for f in target.iterdir():
-        f.unlink()
+    shutil.rmtree(target)
     rel = "results/tiny/lenet/l2/seed0/metrics.json"
     assert job_counts(snakemake(tmp_path, "-n", rel)) == {"train": 1}
     snakemake(tmp_path, rel)

@@ -73,6 +73,7 @@ def validate(config: dict) -> dict:
     cfg.setdefault("data", {})
     cfg["data"].setdefault("root", "resources")
     cfg["data"].setdefault("offline_dir", None)
+    cfg.setdefault("robustness", {})
     variants = cfg["regularizers"]
     for name in variants:
         _check_variant(name, variants, f"regularizers.{name}")

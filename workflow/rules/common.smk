@@ -1,6 +1,7 @@
 # Config loading and validation, the grid of cells, target functions.
 from pathlib import Path
 
+from reglens import aggregate as reglens_aggregate
 from reglens import config as reglens_config
 from reglens import data as reglens_data
 
@@ -49,5 +50,9 @@ def train_targets():
     return cell_paths(CELL_DIR + "/metrics.json")
 
 
+def robustness_targets():
+    return cell_paths(CELL_DIR + "/robustness/attacks.csv") + cell_paths(CELL_DIR + "/robustness/calibration.json")
+
+
 def all_targets():
-    return train_targets() + ["results/tables/metrics.csv"]
+    return train_targets() + robustness_targets() + ["results/tables/metrics.csv"]

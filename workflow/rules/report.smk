@@ -3,7 +3,7 @@
 
 rule aggregate:
     input:
-        metrics=train_targets(),
+        [f for pattern in reglens_aggregate.stage_files(CELL_DIR) for f in cell_paths(pattern)],
     output:
         metrics="results/tables/metrics.csv",
         missing="results/tables/missing.csv",
