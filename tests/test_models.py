@@ -58,7 +58,7 @@ def test_resnet_is_torchvision_resnet_in_cifar_form(arch, reference):
     assert _count(ours) == _count(ref)
     ours_shapes = sorted(tuple(p.shape) for p in ours.parameters())
     assert ours_shapes == sorted(tuple(p.shape) for p in ref.parameters())
-    stem = ours.stem[0]
+    stem = ours.body.stem[0]
     assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)
     assert not any(isinstance(m, nn.MaxPool2d) for m in ours.modules())
 

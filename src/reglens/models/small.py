@@ -1,6 +1,8 @@
 """SimpleCNN, LeNet-5 and DDNet."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from torch import nn
 
 from reglens.models.base import ReglensModel, conv_out, scaled
@@ -13,17 +15,17 @@ def _conv_relu(cin: int, cout: int, kernel: int = 3, padding: int = 1) -> list[n
 class SimpleCNN(ReglensModel):
     """Two blocks of (conv-relu)x2-maxpool, then a 128-unit hidden layer. Dropout before each Linear."""
 
-    layer_names = ("block1", "block2")
+    layer_names = ("body.block1", "body.block2")
 
     def __init__(self, in_channels, input_size, num_classes, width=1.0, dropout=0.0, mean=None, std=None):
         super().__init__(in_channels, mean, std)
         c1, c2, hidden = scaled(32, width), scaled(64, width), scaled(128, width)
-        self.block1 = nn.Sequential(*_conv_relu(in_channels, c1), *_conv_relu(c1, c1), nn.MaxPool2d(2))
-        self.block2 = nn.Sequential(*_conv_relu(c1, c2), *_conv_relu(c2, c2), nn.MaxPool2d(2))
         side = input_size // 4
-        self.body = nn.Sequential(self.block1, self.block2, nn.Flatten(), nn.Dropout(dropout),
-                                  nn.Linear(c2 * side * side, hidden), nn.ReLU(inplace=True),
-                                  nn.Dropout(dropout))
+        self.body = nn.Sequential(OrderedDict(
+            block1=nn.Sequential(*_conv_relu(in_channels, c1), *_conv_relu(c1, c1), nn.MaxPool2d(2)),
+            block2=nn.Sequential(*_conv_relu(c1, c2), *_conv_relu(c2, c2), nn.MaxPool2d(2)),
+            flatten=nn.Flatten(), drop1=nn.Dropout(dropout), fc=nn.Linear(c2 * side * side, hidden),
+            relu=nn.ReLU(inplace=True), drop2=nn.Dropout(dropout)))
         self.classifier = nn.Linear(hidden, num_classes)
 
 
@@ -33,7 +35,7 @@ class LeNet(ReglensModel):
     The first conv is padded below 32x32 input (the usual MNIST form); the second is padded only when
     the input is too small for the valid convolution (e.g. 8x8 digits)."""
 
-    layer_names = ("conv1", "conv2")
+    layer_names = ("body.conv1", "body.conv2")
 
     def __init__(self, in_channels, input_size, num_classes, width=1.0, dropout=0.0, mean=None, std=None):
         super().__init__(in_channels, mean, std)
@@ -42,11 +44,12 @@ class LeNet(ReglensModel):
         side = conv_out(input_size, 5, pad1) // 2
         pad2 = 0 if side >= 10 else 2
         side = conv_out(side, 5, pad2) // 2
-        self.conv1 = nn.Sequential(*_conv_relu(in_channels, c1, 5, pad1), nn.MaxPool2d(2))
-        self.conv2 = nn.Sequential(*_conv_relu(c1, c2, 5, pad2), nn.MaxPool2d(2))
-        self.body = nn.Sequential(self.conv1, self.conv2, nn.Flatten(),
-                                  nn.Linear(c2 * side * side, f1), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                  nn.Linear(f1, f2), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.body = nn.Sequential(OrderedDict(
+            conv1=nn.Sequential(*_conv_relu(in_channels, c1, 5, pad1), nn.MaxPool2d(2)),
+            conv2=nn.Sequential(*_conv_relu(c1, c2, 5, pad2), nn.MaxPool2d(2)),
+            flatten=nn.Flatten(), fc1=nn.Linear(c2 * side * side, f1), relu1=nn.ReLU(inplace=True),
+            drop1=nn.Dropout(dropout), fc2=nn.Linear(f1, f2), relu2=nn.ReLU(inplace=True),
+            drop2=nn.Dropout(dropout)))
         self.classifier = nn.Linear(f2, num_classes)
 
 
@@ -55,7 +58,7 @@ class DDNet(ReglensModel):
     conv 64, conv 64, pool, conv 128, conv 128, pool, fc 256, fc 256. Valid convolutions from 28x28
     up (as published); padded convolutions on smaller inputs."""
 
-    layer_names = ("block1", "block2")
+    layer_names = ("body.block1", "body.block2")
 
     def __init__(self, in_channels, input_size, num_classes, width=1.0, dropout=0.0, mean=None, std=None):
         super().__init__(in_channels, mean, std)
@@ -63,10 +66,10 @@ class DDNet(ReglensModel):
         pad = 0 if input_size >= 28 else 1
         side = conv_out(conv_out(input_size, 3, pad), 3, pad) // 2
         side = conv_out(conv_out(side, 3, pad), 3, pad) // 2
-        self.block1 = nn.Sequential(*_conv_relu(in_channels, c1, 3, pad), *_conv_relu(c1, c1, 3, pad),
-                                    nn.MaxPool2d(2))
-        self.block2 = nn.Sequential(*_conv_relu(c1, c2, 3, pad), *_conv_relu(c2, c2, 3, pad), nn.MaxPool2d(2))
-        self.body = nn.Sequential(self.block1, self.block2, nn.Flatten(),
-                                  nn.Linear(c2 * side * side, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                  nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.body = nn.Sequential(OrderedDict(
+            block1=nn.Sequential(*_conv_relu(in_channels, c1, 3, pad), *_conv_relu(c1, c1, 3, pad), nn.MaxPool2d(2)),
+            block2=nn.Sequential(*_conv_relu(c1, c2, 3, pad), *_conv_relu(c2, c2, 3, pad), nn.MaxPool2d(2)),
+            flatten=nn.Flatten(), fc1=nn.Linear(c2 * side * side, hidden), relu1=nn.ReLU(inplace=True),
+            drop1=nn.Dropout(dropout), fc2=nn.Linear(hidden, hidden), relu2=nn.ReLU(inplace=True),
+            drop2=nn.Dropout(dropout)))
         self.classifier = nn.Linear(hidden, num_classes)
