@@ -26,6 +26,7 @@ class Regularizer:
     kind: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
     needs_input_grad: ClassVar[bool] = False
+    nonnegative: ClassVar[tuple[str, ...]] = ()  # params that must be numbers >= 0
     summary: ClassVar[str] = ""
 
     def __init__(self, **values):
@@ -35,10 +36,11 @@ class Regularizer:
                              f"valid: {sorted(self.params)}")
         for key, default in self.params.items():
             setattr(self, key, values.get(key, default))
+        _check_nonnegative(self, *self.nonnegative)
         self.validate()
 
     def validate(self) -> None:
-        pass
+        """Checks beyond `nonnegative`; raise ValueError naming the key."""
 
     @property
     def has_penalty(self) -> bool:

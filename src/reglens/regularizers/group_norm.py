@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reglens.regularizers.base import Regularizer, _check_nonnegative
+from reglens.regularizers.base import Regularizer
 
 
 def group_block_norm(weight: torch.Tensor, groups: int, p: float, q: float) -> torch.Tensor:
@@ -19,9 +19,9 @@ class GroupNorm(Regularizer):
     kind = "group_norm"
     params = {"weight": 5e-3, "groups": 5, "p": 2, "q": 1}
     summary = "weight * sum_conv_layers ||(||w_g||_p)_g||_q, G groups of output filters"
+    nonnegative = ("weight",)
 
     def validate(self):
-        _check_nonnegative(self, "weight")
         if not isinstance(self.groups, int) or self.groups < 1:
             raise ValueError(f"regularizer 'group_norm': groups must be an integer >= 1, got {self.groups!r}")
         for key in ("p", "q"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from reglens.regularizers.base import Regularizer, _check_nonnegative
+from reglens.regularizers.base import Regularizer
 
 
 def entropy(logits):
@@ -28,9 +28,7 @@ class ConfidencePenalty(Regularizer):
     kind = "confidence_penalty"
     params = {"beta": 0.1}
     summary = "-beta * mean_batch H(softmax(logits)) (Pereyra et al. 2017)"
-
-    def validate(self):
-        _check_nonnegative(self, "beta")
+    nonnegative = ("beta",)
 
     def penalty(self, model, x, y, logits):
         return -self.beta * entropy(logits).mean()

@@ -5,16 +5,14 @@ import contextlib
 
 import torch
 
-from reglens.regularizers.base import Regularizer, _check_nonnegative, penalized_weights
+from reglens.regularizers.base import Regularizer, penalized_weights
 
 
 class InputNoise(Regularizer):
     kind = "input_noise"
     params = {"sigma": 0.1, "clip": True}
     summary = "x + sigma * N(0, I) on every training batch (clipped to [0, 1] if clip)"
-
-    def validate(self):
-        _check_nonnegative(self, "sigma")
+    nonnegative = ("sigma",)
 
     def transform_batch(self, model, x, y):
         noisy = x + self.sigma * torch.randn_like(x)
@@ -25,9 +23,7 @@ class WeightNoise(Regularizer):
     kind = "weight_noise"
     params = {"sigma": 0.01}
     summary = "forward and backward with W + sigma * N(0, I) (conv and linear weights); the update is applied to W"
-
-    def validate(self):
-        _check_nonnegative(self, "sigma")
+    nonnegative = ("sigma",)
 
     @contextlib.contextmanager
     def perturb_weights(self, model):
@@ -51,9 +47,9 @@ class Adversarial(Regularizer):
     kind = "adversarial"
     params = {"eps": 8 / 255, "alpha": 2 / 255, "steps": 7, "norm": "linf", "random_start": True}
     summary = "train on PGD-k adversarial examples of each batch (Madry et al. 2018); attack run in eval mode"
+    nonnegative = ("eps", "alpha")
 
     def validate(self):
-        _check_nonnegative(self, "eps", "alpha")
         if self.norm not in ("linf", "l2"):
             raise ValueError(f"regularizer 'adversarial': norm must be 'linf' or 'l2', got {self.norm!r}")
 

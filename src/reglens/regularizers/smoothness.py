@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reglens.regularizers.base import Regularizer, _check_nonnegative
+from reglens.regularizers.base import Regularizer
 
 
 def jacobian_frobenius_estimate(logits: torch.Tensor, x: torch.Tensor, projections: int = 1,
@@ -27,9 +27,9 @@ class Jacobian(Regularizer):
     params = {"weight": 0.01, "projections": 1}
     summary = "weight/2 * mean_batch ||d logits / d x||_F^2, estimated with `projections` random projections"
     needs_input_grad = True
+    nonnegative = ("weight",)
 
     def validate(self):
-        _check_nonnegative(self, "weight")
         if not isinstance(self.projections, int) or self.projections < 1:
             raise ValueError(f"regularizer 'jacobian': projections must be an integer >= 1, got {self.projections!r}")
 
@@ -44,9 +44,7 @@ class InputGradient(Regularizer):
     params = {"weight": 0.01}
     summary = "weight * mean_batch ||d CE(f(x), y) / d x||^2 (double backpropagation)"
     needs_input_grad = True
-
-    def validate(self):
-        _check_nonnegative(self, "weight")
+    nonnegative = ("weight",)
 
     def penalty(self, model, x, y, logits):
         if not model.training:

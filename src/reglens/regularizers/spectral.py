@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reglens.regularizers.base import Regularizer, _check_nonnegative, penalized_weights
+from reglens.regularizers.base import Regularizer, penalized_weights
 
 
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -25,9 +25,7 @@ class SoftSVB(Regularizer):
     kind = "soft_svb"
     params = {"weight": 1e-4}
     summary = "weight * sum_layers ||W^T W - I||_F^2 (conv weights reshaped; Gram of the smaller side)"
-
-    def validate(self):
-        _check_nonnegative(self, "weight")
+    nonnegative = ("weight",)
 
     def penalty(self, model, x, y, logits):
         return self.weight * torch.stack([orthogonality_gap(as_matrix(w)) for w in penalized_weights(model)]).sum()
@@ -46,9 +44,9 @@ class HardSVB(Regularizer):
     kind = "hard_svb"
     params = {"eps": 0.05, "every": 100, "orthogonal_init": True}
     summary = "orthogonal init; every `every` steps clip each weight matrix's singular values into [1/(1+eps), 1+eps]"
+    nonnegative = ("eps",)
 
     def validate(self):
-        _check_nonnegative(self, "eps")
         if not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"regularizer 'hard_svb': every must be an integer >= 1, got {self.every!r}")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from reglens.regularizers.base import Regularizer, _check_nonnegative, penalized_weights
+from reglens.regularizers.base import Regularizer, penalized_weights
 
 
 def l1_norm(weights) -> torch.Tensor:
@@ -18,9 +18,7 @@ class L1(Regularizer):
     kind = "l1"
     params = {"weight": 1e-5}
     summary = "weight * sum |w|"
-
-    def validate(self):
-        _check_nonnegative(self, "weight")
+    nonnegative = ("weight",)
 
     def penalty(self, model, x, y, logits):
         return self.weight * l1_norm(penalized_weights(model))
@@ -30,9 +28,7 @@ class L2(Regularizer):
     kind = "l2"
     params = {"weight": 5e-4}
     summary = "weight/2 * sum w^2 (the same gradient as SGD weight_decay=weight)"
-
-    def validate(self):
-        _check_nonnegative(self, "weight")
+    nonnegative = ("weight",)
 
     def penalty(self, model, x, y, logits):
         return 0.5 * self.weight * squared_l2_norm(penalized_weights(model))
@@ -42,9 +38,7 @@ class ElasticNet(Regularizer):
     kind = "elastic_net"
     params = {"l1": 1e-5, "l2": 5e-4}
     summary = "l1 * sum |w| + l2/2 * sum w^2"
-
-    def validate(self):
-        _check_nonnegative(self, "l1", "l2")
+    nonnegative = ("l1", "l2")
 
     def penalty(self, model, x, y, logits):
         weights = penalized_weights(model)
