@@ -1,5 +1,6 @@
 """The Snakemake workflow end to end on a tiny config in a temporary directory."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,16 +18,22 @@ TINY = {
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
     "robustness": {"n_images": 360, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.0, 0.1], "pgd_steps": [3],
                    "boundary": {"images": 1, "resolution": 9, "span": 2.0}, "pca_images": 50},
+    "explain": {"methods": ["saliency", "gradcam", "random"], "figure_images": 2, "metric_images": 20,
+                "mprt_methods": ["saliency"], "mprt_images": 8},
+    "actmax": {"steps": 10, "units_per_layer": 1},
+    "roar": {"cells": ["tiny/simplecnn/none/seed0"], "methods": ["random", "saliency"], "fractions": [0.5, 0.9],
+             "modes": ["roar", "kar"], "retrain_seeds": [0]},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn", "lenet"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.25},
                          "train": {"epochs": 3, "lr": 0.05, "batch_size": 64}}},
 }
 
 
-def snakemake(workdir, *args):
+def snakemake(workdir, *args, env=None):
     run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                           "--directory", str(workdir), "--configfile", str(workdir / "tiny.yaml"),
-                          "--cores", "2", *args], capture_output=True, text=True, timeout=900)
+                          "--cores", "2", *args], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, **(env or {})})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run.stdout + run.stderr
 
@@ -35,14 +42,23 @@ def job_counts(output):
     return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", output, re.M) if k != "total"}
 
 
-@pytest.mark.slow
-def test_tiny_study_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("study")
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     snakemake(tmp_path, "all")
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end(study):
+    tmp_path = study
     digits = data.load(tmp_path / "resources" / "data" / "digits.pt")
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
-    per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 4, "weights": 4}
-    assert table.groupby("stage").size().to_dict() == {k: 4 * v for k, v in per_cell.items()}
+    per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 4, "weights": 4,
+                "explain": 3 * 2 + 2 + 1}
+    expected = {k: 4 * v for k, v in per_cell.items()} | {"roar": 2 * 2 * 2}
+    assert table.groupby("stage").size().to_dict() == expected
     assert pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
     for arch in ("simplecnn", "lenet"):
         for reg in ("none", "l2"):
@@ -68,7 +84,59 @@ def test_tiny_study_end_to_end(tmp_path):
             assert ("penalty_l2" in history) == (reg == "l2")
             assert metrics["regularizer"] == TINY["regularizers"][reg]
 
-    # rebuild one deleted cell by its path; nothing else reruns, and it comes back identical
+    # ROAR: the random baseline scores 0; every retrain is recorded; the curve table has every point
+    roar_dir = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0" / "roar"
+    curves = pd.read_csv(roar_dir / "curves.csv")
+    assert sorted(zip(curves["mode"], curves.method, curves.fraction)) == [
+        (mode, method, f) for mode in ("kar", "roar") for method in ("random", "saliency") for f in (0.5, 0.9)]
+    assert curves.test_acc.between(0, 1).all()
+    scores = pd.read_csv(roar_dir / "scores.csv").set_index("method").score
+    assert (scores.loc[["random"]] == 0).all()
+    pooled = pd.read_csv(tmp_path / "results" / "tables" / "roar_curves.csv")
+    assert len(pooled) == 8 and set(pooled.arch) == {"simplecnn"}
+    assert not list(roar_dir.glob("*/*/data.pt"))  # ablated datasets are temporary
+
+
+
+def jobs_of_dry_run(output):
+    return set(job_counts(output)) - {"all"}
+
+
+@pytest.mark.slow
+def test_figures_regenerate_from_cached_results_after_a_plotting_change(study, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src" / "reglens", src / "reglens")
+    env = {"PYTHONPATH": str(src)}
+    allowed = {"aggregate", "draw_figures", "report", "figures"}
+    ran = jobs_of_dry_run(snakemake(study, "figures", "-n", env=env))
+    assert ran <= allowed, ran  # a moved code input reruns only the drawing side
+    snakemake(study, "figures", env=env)
+    assert jobs_of_dry_run(snakemake(study, "all", "-n", env=env)) == set()
+    plots = src / "reglens" / "plots.py"
+    plots.write_text(plots.read_text().replace('fig, ax = plt.subplots(figsize=(5, 3.5))',
+                                               'fig, ax = plt.subplots(figsize=(6, 4))', 1))
+    ran = jobs_of_dry_run(snakemake(study, "all", "-n", env=env))
+    assert {"draw_figures", "report"} <= ran <= allowed, ran
+    snakemake(study, "figures", env=env)
+    html = (study / "results" / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') >= 5 and 'src="http' not in html
+    assert "<table" in html and "(empty)" not in html
+
+
+@pytest.mark.slow
+def test_partial_report_lists_what_is_missing(study):
+    gone = study / "results" / "tiny" / "lenet" / "none" / "seed0" / "robustness" / "attacks.csv"
+    gone.unlink()
+    snakemake(study, "figures", "--config", "partial=True")
+    missing = pd.read_csv(study / "results" / "tables" / "missing.csv")
+    assert missing[["arch", "reg", "stage"]].values.tolist() == [["lenet", "none", "attack"]]
+    assert "lenet" in (study / "results" / "report.html").read_text().split("Missing outputs")[1]
+
+
+@pytest.mark.slow
+def test_rebuild_one_cell_by_its_path(study):
+    """Rebuild one deleted cell by its path; nothing else reruns, and it comes back identical."""
+    tmp_path = study
     target = tmp_path / "results" / "tiny" / "lenet" / "l2" / "seed0"
     before = json.loads((target / "metrics.json").read_text())
     other = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0" / "model.pt"

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import data, models, regularizers
+from reglens import actmax, attribution, data, models, regularizers, roar
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -38,6 +38,9 @@ def schema(path: str | Path = SCHEMA_PATH) -> dict:
     study["archs"]["items"]["enum"] = sorted(models.MODELS)
     reg_item = out["properties"]["regularizers"]["additionalProperties"]["items"]
     reg_item["properties"]["kind"]["enum"] = sorted(regularizers.KINDS)
+    props = out["properties"]
+    for section, key in (("explain", "methods"), ("explain", "mprt_methods"), ("roar", "methods")):
+        props[section]["properties"][key]["items"]["enum"] = sorted(attribution.METHODS)
     return out
 
 
@@ -61,19 +64,24 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
-def validate(config: dict) -> dict:
+def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate a config dict and return a copy with defaults filled in. Raises ConfigError naming
     the offending key and the valid choices."""
     cfg = copy.deepcopy(config)
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = jsonschema.Draft202012Validator(schema(schema_path))
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), _where(e)))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_message(e) for e in errors[:10]))
     cfg.setdefault("device", "auto")
+    cfg.setdefault("partial", False)
     cfg.setdefault("data", {})
     cfg["data"].setdefault("root", "resources")
     cfg["data"].setdefault("offline_dir", None)
     cfg.setdefault("robustness", {})
+    cfg["explain"] = {**attribution.EXPLAIN_DEFAULTS, **cfg.get("explain", {})}
+    cfg["actmax"] = {**actmax.ACTMAX_DEFAULTS, **cfg.get("actmax", {})}
+    cfg["roar"] = {**roar.ROAR_DEFAULTS, **cfg.get("roar", {})}
+    cfg["roar"]["learner"] = {**roar.ROAR_DEFAULTS["learner"], **cfg["roar"]["learner"]}
     variants = cfg["regularizers"]
     for name in variants:
         _check_variant(name, variants, f"regularizers.{name}")
@@ -88,7 +96,26 @@ def validate(config: dict) -> dict:
                 regularizers.build(reg, variants).check_task(ds.channels * ds.size ** 2, ds.num_classes)
             except ValueError as exc:
                 raise ConfigError(f"{where} ({reg!r} on {ds.name}): {exc.args[0]}") from None
+    _check_roar(cfg)
     return cfg
+
+
+def _check_roar(cfg: dict) -> None:
+    r = cfg["roar"]
+    if "random" not in r["methods"]:
+        raise ConfigError(f"roar.methods: {r['methods']} lacks 'random', the baseline every score is measured against")
+    configured = {cell.path for cell in cells(cfg)}
+    for i, path in enumerate(r["cells"]):
+        if path not in configured:
+            raise ConfigError(f"roar.cells[{i}]: {path!r} is not a configured cell (study/arch/reg/seed<k>)")
+    if r["learner"]["arch"] is not None and r["learner"]["arch"] not in models.MODELS:
+        raise ConfigError(f"roar.learner.arch: {r['learner']['arch']!r} is not valid; valid: {sorted(models.MODELS)}")
+    _check_variant(r["learner"]["reg"], cfg["regularizers"], "roar.learner.reg")
+    from reglens.train import TRAIN_DEFAULTS
+
+    unknown = set(r["train"]) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"roar.train: unknown key(s) {sorted(unknown)}; valid: {sorted(TRAIN_DEFAULTS)}")
 
 
 def _check_variant(name: str, variants: dict, where: str) -> None:

@@ -72,3 +72,274 @@ def pca(table: pd.DataFrame, path, title: str = "") -> None:
            title=title)
     fig.colorbar(points, ax=ax, label="class")
     save(fig, path)
+
+
+def attribution_grid(maps: dict, path, title: str = "") -> None:
+    """Rows: the fixed test images; columns: the image, then each method's |map| (own colour scale)."""
+    images, methods, grid = maps["images"], maps["methods"], maps["maps"]
+    n, m = len(images), len(methods)
+    fig, axes = plt.subplots(n, m + 1, figsize=(1.2 * (m + 1), 1.25 * n), squeeze=False)
+    for i in range(n):
+        img = images[i].permute(1, 2, 0).squeeze(-1).numpy()
+        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        axes[i, 0].set_ylabel(f"y={int(maps['labels'][i])} p={int(maps['predicted'][i])}", fontsize=6)
+        for j in range(m):
+            axes[i, j + 1].imshow(grid[j, i].numpy(), cmap="inferno")
+    for j, name in enumerate(["image", *methods]):
+        axes[0, j].set_title(name.replace("_", "\n"), fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=8)
+    save(fig, path)
+
+
+def actmax_grid(blob: dict, path, title: str = "") -> None:
+    images, layers, units = blob["images"], blob["layers"], blob["units"]
+    n = len(images)
+    cols = min(10, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.25 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k in range(n):
+        ax = axes.flat[k]
+        img = images[k].permute(1, 2, 0).squeeze(-1).numpy()
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_title(f"{layers[k].removeprefix('body.')}:{units[k]}", fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    save(fig, path)
+
+
+def roar_curves(curves: pd.DataFrame, path, title: str = "") -> None:
+    modes = sorted(curves["mode"].unique())
+    fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.4), squeeze=False)
+    for ax, mode in zip(axes.flat, modes):
+        mean = curves[curves["mode"] == mode].groupby(["method", "fraction"]).test_acc.agg(["mean", "std"])
+        for method, g in mean.groupby(level=0):
+            g = g.droplevel(0)
+            style = dict(color="k", ls="--") if method == "random" else {}
+            ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", ms=3, capsize=2,
+                        label=method, **style)
+        ax.set(xlabel="fraction of pixels " + ("removed" if mode == "roar" else "kept"),
+               ylabel="retrained test accuracy", title=f"{title} {mode.upper()}", ylim=(0, 1.02))
+        ax.legend(fontsize=6)
+    save(fig, path)
+
+
+# ---------------------------------------------------------------- study figures (from results/tables)
+
+def _seaborn():
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return sns
+
+
+def save_both(fig, stem) -> list[str]:
+    """PNG and SVG of one figure."""
+    paths = [f"{stem}.png", f"{stem}.svg"]
+    for path in paths:
+        fmt = path.rsplit(".", 1)[-1]
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def metric_by_regularizer(summary: pd.DataFrame, metric: str, stem, ylabel: str | None = None) -> list[str]:
+    """Mean over seeds with its 95% confidence interval, one panel per study, bars per architecture."""
+    sns = _seaborn()
+    data = summary[summary.metric == metric]
+    studies = sorted(data.study.unique())
+    fig, axes = plt.subplots(1, len(studies), figsize=(max(4, 0.9 * data.reg.nunique() + 2) * len(studies), 3.4),
+                             squeeze=False)
+    for ax, study in zip(axes.flat, studies):
+        d = data[data.study == study]
+        order = sorted(d.reg.unique(), key=lambda r: (r != "none", r))
+        archs = sorted(d.arch.unique())
+        sns.barplot(d, x="reg", y="mean", hue="arch", order=order, hue_order=archs, ax=ax, errorbar=None)
+        width = 0.8 / len(archs)
+        for j, arch in enumerate(archs):
+            da = d[d.arch == arch].set_index("reg").reindex(order)
+            xs = [i - 0.4 + width * (j + 0.5) for i in range(len(order))]
+            err = [(da["mean"] - da.ci_low).fillna(0).clip(lower=0), (da.ci_high - da["mean"]).fillna(0).clip(lower=0)]
+            ax.errorbar(xs, da["mean"], yerr=err, fmt="none", ecolor="k", capsize=2, lw=0.8)
+        ax.set(xlabel="", ylabel=ylabel or metric, title=study)
+        ax.tick_params(axis="x", rotation=40)
+    return save_both(fig, stem)
+
+
+def per_method(summary: pd.DataFrame, method_of, stem, ylabel: str) -> list[str]:
+    """One explainability measure for every attribution method: bars per regularizer, one panel per
+    study x architecture. `method_of(metric)` returns the method name, or None for other metrics."""
+    sns = _seaborn()
+    d = summary.assign(method=summary.metric.map(method_of)).dropna(subset=["method"])
+    d = d[d.method != "random"] if d.method.nunique() > 1 else d
+    if d.empty:
+        return []
+    d = d.assign(panel=d.study + " / " + d.arch)
+    order = sorted(d.reg.unique(), key=lambda r: (r != "none", r))
+    g = sns.catplot(d, x="method", y="mean", hue="reg", hue_order=order, col="panel", kind="bar",
+                    errorbar=None, height=3.2, aspect=max(1.2, 0.25 * d.method.nunique() * len(order) / 3))
+    g.set_axis_labels("", ylabel)
+    for ax in g.axes.flat:
+        ax.tick_params(axis="x", rotation=40)
+    return save_both(g.figure, stem)
+
+
+def roar_study(curves: pd.DataFrame, stem) -> list[str]:
+    """ROAR / KAR curves per base cell with the random baseline dashed."""
+    sns = _seaborn()
+    curves = curves.assign(cell=curves.arch + "/" + curves.reg + "/s" + curves.seed.astype(str))
+    g = sns.relplot(curves, x="fraction", y="test_acc", hue="method", col="cell", row="mode", kind="line",
+                    marker="o", errorbar=("ci", 95), height=2.8, aspect=1.1,
+                    style=curves.method.eq("random").map({True: "random baseline", False: "attribution"}))
+    g.set_axis_labels("fraction removed (ROAR) / kept (KAR)", "retrained test accuracy")
+    g.set_titles("{row_name} | {col_name}")
+    g.set(ylim=(0, 1.02))
+    return save_both(g.figure, stem)
+
+
+def robustness_study(attacks: pd.DataFrame, stem) -> list[str]:
+    sns = _seaborn()
+    steps = attacks[attacks.attack == "pgd"].steps.max()
+    d = attacks[(attacks.attack == "fgsm") | (attacks.steps == steps)]
+    d = d.assign(attack=d.attack.where(d.attack == "fgsm", f"pgd-{steps}").str.upper())
+    g = sns.relplot(d, x="eps", y="accuracy", hue="reg", col="arch", row="attack", kind="line", marker="o",
+                    errorbar=("ci", 95), height=2.8, aspect=1.1)
+    g.set_axis_labels(f"eps ({d.norm.iloc[0]}, pixel units)", "accuracy")
+    g.set_titles("{row_name} | {col_name}")
+    return save_both(g.figure, stem)
+
+
+def explain_across_regularizers(maps_by_reg: dict, stem, image: int = 0) -> list[str]:
+    """One test image: rows = regularizers, columns = the image and each method's map."""
+    regs = list(maps_by_reg)
+    first = maps_by_reg[regs[0]]
+    methods = first["methods"]
+    fig, axes = plt.subplots(len(regs), len(methods) + 1, figsize=(1.1 * (len(methods) + 1), 1.15 * len(regs)),
+                             squeeze=False)
+    for i, reg in enumerate(regs):
+        m = maps_by_reg[reg]
+        img = m["images"][image].permute(1, 2, 0).squeeze(-1).numpy()
+        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        axes[i, 0].set_ylabel(reg, fontsize=7)
+        for j in range(len(methods)):
+            axes[i, j + 1].imshow(m["maps"][j, image].numpy(), cmap="inferno")
+    for j, name in enumerate(["image", *methods]):
+        axes[0, j].set_title(name.replace("_", "\n"), fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return save_both(fig, stem)
+
+
+def actmax_across_regularizers(blobs: dict, stem) -> list[str]:
+    """Class-logit maximization images: rows = regularizers, columns = classes."""
+    regs = list(blobs)
+    logits = [k for k, layer in enumerate(blobs[regs[0]]["layers"]) if layer == "logit"]
+    fig, axes = plt.subplots(len(regs), len(logits), figsize=(0.9 * len(logits), 1.0 * len(regs)), squeeze=False)
+    for i, reg in enumerate(regs):
+        for j, k in enumerate(logits):
+            img = blobs[reg]["images"][k].permute(1, 2, 0).squeeze(-1).numpy()
+            axes[i, j].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(reg, fontsize=7)
+    for j, k in enumerate(logits):
+        axes[0, j].set_title(f"class {blobs[regs[0]]['units'][k]}", fontsize=6)
+    return save_both(fig, stem)
+
+
+def cell_figures(cell_dir, out_dir, title: str) -> list[str]:
+    """Every per-cell figure, drawn from the cell's saved tables and maps."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    cell_dir, out_dir = Path(cell_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+
+    def target(name):
+        made.append(str(out_dir / name))
+        return out_dir / name
+
+    rob, exp = cell_dir / "robustness", cell_dir / "explain"
+    if (rob / "attacks.csv").exists():
+        attack_curves(pd.read_csv(rob / "attacks.csv"), target("attack_curves.png"), title)
+    if (rob / "boundary_maps.pt").exists():
+        maps = torch.load(rob / "boundary_maps.pt", weights_only=True)
+        boundary_maps(maps["maps"], pd.read_csv(rob / "boundary.csv"), maps["span"], target("boundaries.png"), title)
+    if (rob / "reliability.csv").exists():
+        reliability(pd.read_csv(rob / "reliability.csv"), json.loads((rob / "calibration.json").read_text()),
+                    target("reliability.png"), title)
+    if (rob / "spectrum.csv").exists():
+        spectrum(pd.read_csv(rob / "spectrum.csv"), target("spectrum.png"), title)
+    if (rob / "pca.csv").exists():
+        pca(pd.read_csv(rob / "pca.csv"), target("pca.png"), title)
+    if (exp / "maps.pt").exists():
+        attribution_grid(torch.load(exp / "maps.pt", weights_only=True), target("maps.png"), title)
+    if (exp / "actmax.pt").exists():
+        actmax_grid(torch.load(exp / "actmax.pt", weights_only=True), target("actmax.png"), title)
+    if (cell_dir / "roar" / "curves.csv").exists():
+        roar_curves(pd.read_csv(cell_dir / "roar" / "curves.csv"), target("roar_curves.png"), title)
+    return made
+
+
+def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[str]:
+    """Every figure of a study into `out_dir` (written to a temporary folder, then renamed):
+    summary figures from results/tables, across-regularizer grids and per-cell figures from the
+    cells' saved tables and maps."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    tables_dir, results_root, out_dir = Path(tables_dir), Path(results_root), Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    made = []
+    summary = pd.read_csv(tables_dir / "summary.csv")
+    present = set(summary.metric)
+    labels = {"test_acc": "test accuracy", "ece": "expected calibration error",
+              "tv_isotropic_random": "boundary TV per pixel (random planes)",
+              "tv_isotropic_adversarial": "boundary TV per pixel (adversarial planes)",
+              "method_agreement_mean": "mean Spearman agreement between methods",
+              "saliency_mprt_all_layers": "saliency vs fully randomized model (Spearman)"}
+    for metric, label in labels.items():
+        if metric in present:
+            made += metric_by_regularizer(summary, metric, tmp / metric, label)
+    for prefix, label in (("roar_score_", "ROAR score (area vs random)"), ("kar_score_", "KAR score (area vs random)")):
+        made += per_method(summary, lambda m, p=prefix: m.removeprefix(p) if m.startswith(p) else None,
+                           tmp / prefix.rstrip("_"), label)
+    for suffix, label in (("_gini", "Gini index of |map| (sparseness)"), ("_entropy", "entropy of |map| (nats)"),
+                          ("_mprt_all_layers", "Spearman vs fully randomized model")):
+        made += per_method(summary, lambda m, s=suffix: m.removesuffix(s) if m.endswith(s) else None,
+                           tmp / suffix.strip("_"), label)
+    curves = pd.read_csv(tables_dir / "roar_curves.csv")
+    if len(curves):
+        made += roar_study(curves, tmp / "roar_curves")
+    attacks = pd.read_csv(tables_dir / "attacks.csv")
+    if len(attacks):
+        made += robustness_study(attacks, tmp / "robustness_curves")
+    frame = pd.DataFrame(cells)
+    for (study, arch), group in frame.groupby(["study", "arch"]):
+        seed = group.seed.min()
+        regs = sorted(group.reg.unique(), key=lambda r: (r != "none", r))
+        folders = {reg: results_root / study / arch / reg / f"seed{seed}" / "explain" for reg in regs}
+        maps = {r: torch.load(f / "maps.pt", weights_only=True) for r, f in folders.items() if (f / "maps.pt").exists()}
+        if maps:
+            made += explain_across_regularizers(maps, tmp / f"maps_{study}_{arch}")
+        acts = {r: torch.load(f / "actmax.pt", weights_only=True) for r, f in folders.items() if (f / "actmax.pt").exists()}
+        if acts:
+            made += actmax_across_regularizers(acts, tmp / f"actmax_{study}_{arch}")
+    for cell in cells:
+        rel = Path(cell["study"]) / cell["arch"] / cell["reg"] / f"seed{cell['seed']}"
+        made += cell_figures(results_root / rel, tmp / "cells" / rel, f"{cell['arch']} / {cell['reg']} / seed {cell['seed']}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return [m.replace(str(tmp), str(out_dir), 1) for m in made]

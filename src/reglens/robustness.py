@@ -221,15 +221,6 @@ def merged_config(cfg: dict | None) -> dict:
     return out
 
 
-def _test_subset(data, n: int, seed: int):
-    """The same n test images for every cell of a dataset (a fixed, seeded choice)."""
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data.y_test), generator=gen)[:n].to(data.x_test.device)
-    from reglens.data import to_float
-
-    return to_float(data.x_test[idx]), data.y_test[idx]
-
-
 def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, device: str = "auto") -> list[dict]:
     import pandas as pd
 
@@ -241,7 +232,7 @@ def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, devi
     dev = resolve_device(device)
     data = datasets.load(dataset_path, dev)
     model = models.load(model_path, dev)
-    x, y = _test_subset(data, cfg["n_images"], seed=0)
+    x, y = datasets.test_subset(data, cfg["n_images"], seed=0)
     rows = attack_curves(model, x, y, cfg["fgsm_eps"], cfg["pgd_eps"], cfg["pgd_steps"], cfg["norm"],
                          cfg["alpha_factor"], cfg["random_start"], cfg["batch_size"])
     write_csv(out_csv, pd.DataFrame(rows))
@@ -263,7 +254,7 @@ def run_diagnostics(model_path, dataset_path, out: dict, cfg: dict | None = None
     data = datasets.load(dataset_path, dev)
     model = models.load(model_path, dev)
     b = cfg["boundary"]
-    x, y = _test_subset(data, b["images"], seed=1)
+    x, y = datasets.test_subset(data, b["images"], seed=1)
     rows, maps = boundary_planes(model, x, y, b["span"], b["resolution"])
     write_csv(out["boundary"], pd.DataFrame(rows))
     torch_save({"maps": torch.stack(maps), "planes": [r["plane"] for r in rows],
@@ -277,6 +268,6 @@ def run_diagnostics(model_path, dataset_path, out: dict, cfg: dict | None = None
     stats, spectrum = weight_stats(model, cfg["near_zero"])
     write_csv(out["weights"], pd.DataFrame(stats))
     write_csv(out["spectrum"], pd.DataFrame(spectrum))
-    xp, yp = _test_subset(data, cfg["pca_images"], seed=2)
+    xp, yp = datasets.test_subset(data, cfg["pca_images"], seed=2)
     write_csv(out["pca"], pd.DataFrame(penultimate_pca(model, xp, yp)))
     return {"calibration": summary, "boundary": rows}

@@ -9,7 +9,7 @@ REPO = Path(workflow.basedir).parent
 if not config:
     config.update(reglens_config.load_yaml(REPO / "config" / "demo.yaml"))
 try:
-    CFG = reglens_config.validate(config)
+    CFG = reglens_config.validate(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
 except reglens_config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -42,6 +42,11 @@ def study_dataset_file(wildcards):
     return dataset_file(cell_of(wildcards).dataset)
 
 
+def existing_only(paths):
+    """With `--config partial=true`, only the files that exist (report what is there, list the rest)."""
+    return [p for p in paths if Path(p).exists()] if CFG["partial"] else paths
+
+
 def cell_paths(pattern):
     return [pattern.format(**cell.as_dict()) for cell in CELLS]
 
@@ -54,5 +59,14 @@ def robustness_targets():
     return cell_paths(CELL_DIR + "/robustness/attacks.csv") + cell_paths(CELL_DIR + "/robustness/calibration.json")
 
 
+def explain_targets():
+    return cell_paths(CELL_DIR + "/explain/metrics.csv") + cell_paths(CELL_DIR + "/explain/actmax.pt")
+
+
+def roar_targets():
+    return [f"results/{path}/roar/scores.csv" for path in CFG["roar"]["cells"]]
+
+
 def all_targets():
-    return train_targets() + robustness_targets() + ["results/tables/metrics.csv"]
+    return (train_targets() + robustness_targets() + explain_targets() + roar_targets()
+            + ["results/report.html"])

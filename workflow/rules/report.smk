@@ -1,15 +1,65 @@
-# Aggregate every per-cell output into tidy tables; figures and report build on these.
+# Aggregate every per-cell output into tidy tables, then figures and the report, drawn from the
+# tables and saved maps only: `snakemake figures` never needs a GPU or a model. The code that draws
+# is an input, so a change to it reruns figures and report, and nothing upstream.
+import reglens.plots
+import reglens.report
+
+TABLES = "results/tables"
 
 
 rule aggregate:
     input:
-        [f for pattern in reglens_aggregate.stage_files(CELL_DIR) for f in cell_paths(pattern)],
+        existing_only([f for pattern in reglens_aggregate.stage_files(CELL_DIR) for f in cell_paths(pattern)]
+                      + roar_targets()),
+        code=reglens_aggregate.__file__,
     output:
-        metrics="results/tables/metrics.csv",
-        missing="results/tables/missing.csv",
+        metrics=TABLES + "/metrics.csv",
+        missing=TABLES + "/missing.csv",
+        roar_curves=TABLES + "/roar_curves.csv",
+        mprt=TABLES + "/mprt.csv",
+        attacks=TABLES + "/attacks.csv",
+        summary=TABLES + "/summary.csv",
+        comparisons=TABLES + "/comparisons.csv",
+        ranking=TABLES + "/ranking.csv",
     params:
         cells=[cell.as_dict() for cell in CELLS],
+        roar_cells=CFG["roar"]["cells"],
     log:
         "logs/aggregate.log",
     script:
         "../scripts/aggregate.py"
+
+
+rule draw_figures:
+    input:
+        tables=rules.aggregate.output,
+        code=reglens.plots.__file__,
+    output:
+        report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
+    params:
+        cells=[cell.as_dict() for cell in CELLS],
+    log:
+        "logs/figures.log",
+    script:
+        "../scripts/figures.py"
+
+
+rule report:
+    input:
+        tables=rules.aggregate.output,
+        figures="results/figures",
+        code=reglens.report.__file__,
+    output:
+        report("results/report.html", category="Report"),
+    params:
+        config=CFG,
+    log:
+        "logs/report.log",
+    script:
+        "../scripts/report.py"
+
+
+rule figures:
+    input:
+        "results/figures",
+        "results/report.html",

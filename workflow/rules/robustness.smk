@@ -8,7 +8,6 @@ rule attack:
         data=study_dataset_file,
     output:
         attacks=ROB_DIR + "/attacks.csv",
-        curves=ROB_DIR + "/attack_curves.png",
     params:
         cfg=CFG["robustness"],
         device=CFG["device"],
@@ -31,7 +30,6 @@ rule diagnose:
         weights=ROB_DIR + "/weights.csv",
         spectrum=ROB_DIR + "/spectrum.csv",
         pca=ROB_DIR + "/pca.csv",
-        figures=multiext(ROB_DIR + "/", "boundaries.png", "reliability.png", "spectrum.png", "pca.png"),
     params:
         cfg=CFG["robustness"],
         device=CFG["device"],

@@ -1,13 +1,9 @@
-import pandas as pd
 import torch
 
-from reglens import plots, robustness
+from reglens import robustness
 from reglens.io import log_to
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     robustness.run_attacks(snakemake.input.model, snakemake.input.data, snakemake.output.attacks,
                            snakemake.params.cfg, snakemake.params.device)
-    w = snakemake.wildcards
-    plots.attack_curves(pd.read_csv(snakemake.output.attacks), snakemake.output.curves,
-                        f"{w.arch} / {w.reg} / seed {w.seed}")

@@ -115,3 +115,10 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> TensorData:
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> float32 in [0, 1]; models normalize internally."""
     return x_uint8.float().div_(255.0)
+
+
+def test_subset(data: TensorData, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same n test images (float, [0, 1]) and labels for every cell of a dataset: a seeded choice."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.y_test), generator=gen)[:n].to(data.x_test.device)
+    return to_float(data.x_test[idx]), data.y_test[idx]

@@ -1,0 +1,84 @@
+# ROAR / KAR for the base cells of config roar.cells: rank -> ablate -> retrain -> score.
+ROAR_DIR = CELL_DIR + "/roar"
+ROAR = CFG["roar"]
+
+
+wildcard_constraints:
+    method=r"[a-z_]+",
+    mode=r"roar|kar",
+    fraction=r"[0-9]+(\.[0-9]+)?",
+
+
+def roar_retrain_targets(cell_dir):
+    return [f"{cell_dir}/roar/{method}/{mode}_{fraction:g}/retrain.json"
+            for method in ROAR["methods"] for mode in ROAR["modes"] for fraction in ROAR["fractions"]]
+
+
+def roar_learner(wildcards):
+    cell = cell_of(wildcards)
+    study = CFG["studies"][cell.study]
+    return {
+        "arch": ROAR["learner"]["arch"] or cell.arch,
+        "reg": ROAR["learner"]["reg"],
+        "variants": CFG["regularizers"],
+        "train": {**study["train"], **ROAR["train"]},
+        "model": study["model"],
+        "seeds": ROAR["retrain_seeds"],
+        "meta": {"cell": cell.as_dict(), "method": wildcards.method, "mode": wildcards.mode,
+                 "fraction": float(wildcards.fraction)},
+    }
+
+
+rule roar_rank:
+    input:
+        model=CELL_DIR + "/model.pt",
+        data=study_dataset_file,
+    output:
+        ROAR_DIR + "/{method}/ranks.pt",
+    params:
+        cfg=ROAR,
+        device=CFG["device"],
+    log:
+        "logs/roar_rank/{study}/{arch}/{reg}/seed{seed}/{method}.log",
+    threads: 1
+    script:
+        "../scripts/roar_rank.py"
+
+
+rule roar_ablate:
+    input:
+        ranks=ROAR_DIR + "/{method}/ranks.pt",
+        data=study_dataset_file,
+    output:
+        temp(ROAR_DIR + "/{method}/{mode}_{fraction}/data.pt"),
+    log:
+        "logs/roar_ablate/{study}/{arch}/{reg}/seed{seed}/{method}/{mode}_{fraction}.log",
+    script:
+        "../scripts/roar_ablate.py"
+
+
+rule roar_retrain:
+    input:
+        ROAR_DIR + "/{method}/{mode}_{fraction}/data.pt",
+    output:
+        ROAR_DIR + "/{method}/{mode}_{fraction}/retrain.json",
+    params:
+        learner=roar_learner,
+        device=CFG["device"],
+    log:
+        "logs/roar_retrain/{study}/{arch}/{reg}/seed{seed}/{method}/{mode}_{fraction}.log",
+    threads: 1
+    script:
+        "../scripts/roar_retrain.py"
+
+
+rule roar_score:
+    input:
+        lambda wildcards: roar_retrain_targets(CELL_DIR.format(**wildcards)),
+    output:
+        curves=ROAR_DIR + "/curves.csv",
+        scores=ROAR_DIR + "/scores.csv",
+    log:
+        "logs/roar_score/{study}/{arch}/{reg}/seed{seed}.log",
+    script:
+        "../scripts/roar_score.py"
