@@ -132,13 +132,6 @@ def attribute(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: s
     return out.detach()
 
 
-def attribute_batched(model, x, target, method, batch_size: int = 256, **options) -> torch.Tensor:
-    model = prepare(model)
-    return torch.cat([attribute(model, x[i:i + batch_size], target[i:i + batch_size], method, prepared=True,
-                                **{**options, "seed": options.get("seed", 0) + i})
-                      for i in range(0, len(x), batch_size)])
-
-
 # ---------------------------------------------------------------- summary metrics
 
 def saliency_map(attr: torch.Tensor) -> torch.Tensor:
