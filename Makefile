@@ -27,6 +27,8 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/attack_throughput.py
+	$(BIN)/python benchmarks/dissect_throughput.py
 
 clean-results:
 	rm -rf results logs

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from conftest import REPO
-from reglens import data, models
+from reglens import data, dissect, models
 
 TINY = {
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
@@ -21,6 +21,8 @@ TINY = {
     "explain": {"methods": ["saliency", "gradcam", "random"], "figure_images": 2, "metric_images": 20,
                 "mprt_methods": ["saliency"], "mprt_images": 8},
     "actmax": {"steps": 10, "units_per_layer": 1},
+    "dissect": {"broden": {"source": "synthetic", "synthetic": {"images": 40, "seg_size": 16, "scale": 2}},
+                "input_size": 16, "workers": 0, "top_units": 2, "top_images": 2},
     "roar": {"cells": ["tiny/simplecnn/none/seed0"], "methods": ["random", "saliency"], "fractions": [0.5, 0.9],
              "modes": ["roar", "kar"], "retrain_seeds": [0]},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn", "lenet"], "regularizers": ["none", "l2"],
@@ -56,7 +58,7 @@ def test_tiny_study_end_to_end(study):
     digits = data.load(tmp_path / "resources" / "data" / "digits.pt")
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 4, "weights": 4,
-                "explain": 3 * 2 + 2 + 1}
+                "explain": 3 * 2 + 2 + 1, "dissect": 4 + 4 * 2 + 5}
     expected = {k: 4 * v for k, v in per_cell.items()} | {"roar": 2 * 2 * 2}
     assert table.groupby("stage").size().to_dict() == expected
     assert pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
@@ -83,6 +85,15 @@ def test_tiny_study_end_to_end(study):
             assert list(history.epoch) == [1, 2, 3]
             assert ("penalty_l2" in history) == (reg == "l2")
             assert metrics["regularizer"] == TINY["regularizers"][reg]
+            # dissection: the aggregated counts are the cell's own, recomputed from its units table
+            units = pd.read_csv(cell / "dissect" / "units.csv")
+            summary = json.loads((cell / "dissect" / "summary.json").read_text())
+            feats = dissect.layer_features(model, torch.zeros(1, 1, 16, 16), list(model.layer_names))
+            assert units.groupby("layer").size().to_dict() == {k: f.shape[1] for k, f in feats.items()}
+            assert len(units) == summary["total"]["units"]
+            row = table[(table.arch == arch) & (table.reg == reg) & (table.metric == "dissect_detectors")]
+            assert row.value.item() == units.detector.sum() == summary["total"]["detectors"]
+            assert (tmp_path / "results" / "figures" / "cells" / "tiny" / arch / reg / "seed0" / "dissection.png").exists()
 
     # ROAR: the random baseline scores 0; every retrain is recorded; the curve table has every point
     roar_dir = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0" / "roar"

@@ -67,6 +67,20 @@ def _roar(path: Path) -> dict:
     return out
 
 
+def _dissect(path: Path) -> dict:
+    """Detector counts, named by how unique concepts are counted (see reglens.dissect.COUNTING)."""
+    summary = json.loads(path.read_text())
+    out = {}
+    for scope, counts in [("", summary["total"])] + [(f"@{layer.removeprefix('body.')}", c)
+                                                       for layer, c in summary["layers"].items()]:
+        for key in ("detectors", "unique_concepts", "unique_concepts_per_category"):
+            out[f"dissect_{key}{scope}"] = counts[key]
+        out[f"dissect_detector_fraction{scope}"] = counts["detectors"] / counts["units"]
+    for category, n in summary["total"]["unique_concepts_by_category"].items():
+        out[f"dissect_unique_{category}_concepts"] = n
+    return out
+
+
 # stage -> (file under the cell folder, reader returning {metric: value})
 STAGES = {
     "train": ("metrics.json", _train),
@@ -76,13 +90,18 @@ STAGES = {
     "weights": ("robustness/weights.csv", _weights),
     "explain": ("explain/metrics.csv", _explain),
     "roar": ("roar/scores.csv", _roar),
+    "dissect": ("dissect/summary.json", _dissect),
 }
 PER_CELL = [stage for stage in STAGES if stage != "roar"]  # roar runs on the configured base cells only
 
 
-def stage_files(cell_dir: str) -> list[str]:
+def per_cell_stages(dissect: bool = True) -> list[str]:
+    return [stage for stage in PER_CELL if dissect or stage != "dissect"]
+
+
+def stage_files(cell_dir: str, dissect: bool = True) -> list[str]:
     """The files of every per-cell stage, for a cell folder pattern."""
-    return [f"{cell_dir}/{STAGES[stage][0]}" for stage in PER_CELL]
+    return [f"{cell_dir}/{STAGES[stage][0]}" for stage in per_cell_stages(dissect)]
 
 
 def cell_folder(results_root, cell: dict) -> Path:
@@ -102,14 +121,15 @@ def concat_cell_tables(results_root, cells: list[dict], filename: str) -> pd.Dat
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KEYS)
 
 
-def collect(results_root: str | Path, cells: list[dict], roar_cells=()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect(results_root: str | Path, cells: list[dict], roar_cells=(),
+            dissect: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (tidy table, missing table). A cell's stage whose file is absent is listed as missing.
     `roar_cells` are the cell paths (study/arch/reg/seed<k>) that have a ROAR stage."""
     rows, missing = [], []
     for cell in cells:
         folder = cell_folder(results_root, cell)
         path_key = f"{cell['study']}/{cell['arch']}/{cell['reg']}/seed{cell['seed']}"
-        for stage in PER_CELL + (["roar"] if path_key in set(roar_cells) else []):
+        for stage in per_cell_stages(dissect) + (["roar"] if path_key in set(roar_cells) else []):
             filename, reader = STAGES[stage]
             path = folder / filename
             if not path.exists():

@@ -8,7 +8,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import actmax, attribution, data, models, regularizers, roar
+from reglens import actmax, attribution, data, dissect, models, regularizers, roar
+
+from reglens.data.broden import KNOWN_MD5 as KNOWN_BRODEN_MD5
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -82,6 +84,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     cfg["actmax"] = {**actmax.ACTMAX_DEFAULTS, **cfg.get("actmax", {})}
     cfg["roar"] = {**roar.ROAR_DEFAULTS, **cfg.get("roar", {})}
     cfg["roar"]["learner"] = {**roar.ROAR_DEFAULTS["learner"], **cfg["roar"]["learner"]}
+    _dissect_settings(cfg)
     variants = cfg["regularizers"]
     for name in variants:
         _check_variant(name, variants, f"regularizers.{name}")
@@ -98,6 +101,19 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
                 raise ConfigError(f"{where} ({reg!r} on {ds.name}): {exc.args[0]}") from None
     _check_roar(cfg)
     return cfg
+
+
+def _dissect_settings(cfg: dict) -> None:
+    given = cfg.get("dissect", {})
+    broden = {**dissect.BRODEN_DEFAULTS, **given.get("broden", {})}
+    broden["synthetic"] = {**dissect.BRODEN_DEFAULTS["synthetic"], **broden["synthetic"]}
+    cfg["dissect"] = {"enabled": True, **dissect.DISSECT_DEFAULTS, **given, "broden": broden}
+    if broden["source"] == "folder" and not broden["folder"]:
+        raise ConfigError("dissect.broden.folder: source 'folder' needs the path of an unpacked Broden "
+                          "(the folder holding index.csv)")
+    if broden["source"] == "download" and broden["md5"] is None and broden["version"] not in KNOWN_BRODEN_MD5:
+        raise ConfigError(f"dissect.broden.md5: no known checksum for {broden['version']!r} (known: "
+                          f"{sorted(KNOWN_BRODEN_MD5)}); set the zip's md5")
 
 
 def _check_roar(cfg: dict) -> None:

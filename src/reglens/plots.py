@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from reglens.io import atomic_path  # noqa: E402
@@ -107,6 +108,30 @@ def actmax_grid(blob: dict, path, title: str = "") -> None:
         img = images[k].permute(1, 2, 0).squeeze(-1).numpy()
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_title(f"{layers[k].removeprefix('body.')}:{units[k]}", fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    save(fig, path)
+
+
+def dissection_units(shown: list[dict], path, title: str = "") -> None:
+    """Each best unit's top-activating Broden images: the unit's thresholded area shaded red, the
+    outline of its concept's mask in cyan."""
+    if not shown:
+        return
+    cols = max(len(s["images"]) for s in shown)
+    fig, axes = plt.subplots(len(shown), cols, figsize=(1.3 * cols, 1.45 * len(shown)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, s in enumerate(shown):
+        for c in range(len(s["images"])):
+            ax = axes[r, c]
+            ax.imshow(s["images"][c].permute(1, 2, 0).numpy())
+            overlay = np.zeros(s["unit_masks"][c].shape + (4,))
+            overlay[s["unit_masks"][c].numpy()] = (1, 0, 0, 0.45)
+            ax.imshow(overlay)
+            if s["concept_masks"][c].any():
+                ax.contour(s["concept_masks"][c].numpy().astype(float), levels=[0.5], colors="cyan", linewidths=0.7)
+        axes[r, 0].set_title(f"{s['layer'].removeprefix('body.')}:{s['unit']} {s['concept']} ({s['category']}) "
+                             f"IoU {s['iou']:.2f}", fontsize=6, loc="left")
     fig.suptitle(title, fontsize=8)
     save(fig, path)
 
@@ -284,6 +309,8 @@ def cell_figures(cell_dir, out_dir, title: str) -> list[str]:
         attribution_grid(torch.load(exp / "maps.pt", weights_only=True), target("maps.png"), title)
     if (exp / "actmax.pt").exists():
         actmax_grid(torch.load(exp / "actmax.pt", weights_only=True), target("actmax.png"), title)
+    if (cell_dir / "dissect" / "top.pt").exists():
+        dissection_units(torch.load(cell_dir / "dissect" / "top.pt", weights_only=True), target("dissection.png"), title)
     if (cell_dir / "roar" / "curves.csv").exists():
         roar_curves(pd.read_csv(cell_dir / "roar" / "curves.csv"), target("roar_curves.png"), title)
     return made
@@ -309,7 +336,10 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[
               "tv_isotropic_random": "boundary TV per pixel (random planes)",
               "tv_isotropic_adversarial": "boundary TV per pixel (adversarial planes)",
               "method_agreement_mean": "mean Spearman agreement between methods",
-              "saliency_mprt_all_layers": "saliency vs fully randomized model (Spearman)"}
+              "saliency_mprt_all_layers": "saliency vs fully randomized model (Spearman)",
+              "dissect_unique_concepts": "unique concepts detected (one label per unit)",
+              "dissect_unique_concepts_per_category": "unique concepts detected (per category, summed)",
+              "dissect_detector_fraction": "fraction of units that are concept detectors"}
     for metric, label in labels.items():
         if metric in present:
             made += metric_by_regularizer(summary, metric, tmp / metric, label)
@@ -320,6 +350,9 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[
                           ("_mprt_all_layers", "Spearman vs fully randomized model")):
         made += per_method(summary, lambda m, s=suffix: m.removesuffix(s) if m.endswith(s) else None,
                            tmp / suffix.strip("_"), label)
+    made += per_method(summary, lambda m: m.removeprefix("dissect_unique_concepts@")
+                       if m.startswith("dissect_unique_concepts@") else None,
+                       tmp / "dissect_by_layer", "unique concepts (one label per unit)")
     curves = pd.read_csv(tables_dir / "roar_curves.csv")
     if len(curves):
         made += roar_study(curves, tmp / "roar_curves")

@@ -36,7 +36,8 @@ def headline_metrics(summary: pd.DataFrame) -> list[str]:
     metrics += sorted(m for m in summary.metric.unique() if m.startswith("roar_score_") and not m.endswith("random"))
     metrics += sorted(m for m in summary.metric.unique() if m.endswith("_gini") and m.split("_gini")[0] in ("saliency", "integrated_gradients", "gradcam"))
     metrics += [m for m in ("method_agreement_mean", "saliency_mprt_all_layers") if m in set(summary.metric)]
-    metrics += sorted(m for m in summary.metric.unique() if m.startswith("unique_detectors"))
+    metrics += [m for m in ("dissect_unique_concepts", "dissect_unique_concepts_per_category")
+                if m in set(summary.metric)]
     return metrics
 
 
@@ -62,6 +63,18 @@ def findings(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
                  f"(p<sub>Holm</sub> = {row.p_holm:.2g})" for row in sig.sort_values("p_holm").itertuples()]
         out.append(f"<b>{study}/{arch}</b>, {stages[stage]}: " + "; ".join(parts) + f" ({n} paired seeds).")
     return out
+
+
+def dissection_note(summary: pd.DataFrame) -> str:
+    """How Network Dissection's unique concepts are counted, when its metrics are present."""
+    from reglens.dissect import COUNTING
+
+    if not summary.metric.str.startswith("dissect_").any():
+        return ""
+    items = "".join(f"<li><code>dissect_{k}</code>: {html.escape(v)}</li>" for k, v in COUNTING.items())
+    return ("<h2>Network Dissection: how concepts are counted</h2><p>A unit is a detector when the IoU of its "
+            "best Broden concept exceeds the threshold in the configuration. Both counts from the literature "
+            f"are reported:</p><ul>{items}</ul>")
 
 
 def build(tables_dir, figures_dir, config: dict, out_path) -> None:
@@ -99,6 +112,7 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
         _table(sig[["study", "arch", "stage", "metric", "reg", "n_pairs", "mean_diff", "p_value", "p_holm"]])
         if len(sig) else f"<p>None at p<sub>Holm</sub> &lt; 0.05 ({n_seeds} seed(s) per cell; the paired test needs "
                          "at least two seeds with differing differences).</p>",
+        dissection_note(summary),
         "<h2>Best regularizer per explainability metric</h2>"
         "<p>Highest mean over seeds, with the test accuracy it costs or gains against <code>none</code> "
         "(the full ranking is <code>results/tables/ranking.csv</code>).</p>",

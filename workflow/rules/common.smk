@@ -69,4 +69,4 @@ def roar_targets():
 
 def all_targets():
     return (train_targets() + robustness_targets() + explain_targets() + roar_targets()
-            + ["results/report.html"])
+            + dissect_targets() + ["results/report.html"])

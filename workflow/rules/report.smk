@@ -9,7 +9,7 @@ TABLES = "results/tables"
 
 rule aggregate:
     input:
-        existing_only([f for pattern in reglens_aggregate.stage_files(CELL_DIR) for f in cell_paths(pattern)]
+        existing_only([f for pattern in reglens_aggregate.stage_files(CELL_DIR, CFG["dissect"]["enabled"]) for f in cell_paths(pattern)]
                       + roar_targets()),
         code=reglens_aggregate.__file__,
     output:
@@ -21,9 +21,11 @@ rule aggregate:
         summary=TABLES + "/summary.csv",
         comparisons=TABLES + "/comparisons.csv",
         ranking=TABLES + "/ranking.csv",
+        dissect_units=TABLES + "/dissect_units.csv",
     params:
         cells=[cell.as_dict() for cell in CELLS],
         roar_cells=CFG["roar"]["cells"],
+        dissect=CFG["dissect"]["enabled"],
     log:
         "logs/aggregate.log",
     script:

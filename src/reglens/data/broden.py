@@ -1,0 +1,215 @@
+"""Broden (Bau et al., CVPR 2017) in its released on-disk format, read for Network Dissection.
+
+A Broden folder holds `index.csv` (one row per image: `image,split,ih,iw,sh,sw`, then one column per
+category with `;`-separated PNG mask files, or image-level label numbers), `category.csv`,
+`label.csv`, `c_<category>.csv` and the files under `images/`. A mask PNG encodes the global label
+number of each pixel as red + 256 * green.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from reglens.data.download import RemoteFile, fetch
+
+URL = "http://netdissect.csail.mit.edu/data/{version}.zip"
+# md5 of the official archives we could confirm; other versions need `dissect.broden.md5`
+KNOWN_MD5 = {"broden1_224": "be13c292eaef3300da03f8d0e48eab1c"}
+META_COLUMNS = ("image", "split", "ih", "iw", "sh", "sw")
+
+
+class BrodenFormatError(ValueError):
+    pass
+
+
+def remote(version: str, md5: str | None = None) -> RemoteFile:
+    md5 = md5 or KNOWN_MD5.get(version)
+    if md5 is None:
+        raise BrodenFormatError(f"dissect.broden.md5: no known checksum for {version!r} (known: "
+                                f"{sorted(KNOWN_MD5)}); set the archive's md5 in the config")
+    return RemoteFile(f"{version}.zip", (URL.format(version=version),), md5)
+
+
+def fetch_broden(version: str, downloads_dir: str | Path, out_dir: str | Path,
+                 offline_dir: str | Path | None = None, md5: str | None = None) -> Path:
+    """Download (or stage from `offline_dir`) the checksummed zip and unpack it once into `out_dir`.
+
+    Unpacks into a temporary folder and renames it, so an interrupted unzip leaves nothing behind.
+    Returns the folder that holds index.csv."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "index.csv").exists():
+        archive = fetch(remote(version, md5), downloads_dir, offline_dir)
+        tmp = out_dir.with_name(out_dir.name + ".unpacking")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(tmp)
+        found = sorted(tmp.rglob("index.csv"), key=lambda p: len(p.parts))
+        if not found:
+            shutil.rmtree(tmp)
+            raise BrodenFormatError(f"{archive}: no index.csv inside; not a Broden archive")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        found[0].parent.rename(out_dir)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def decode_mask(rgb: np.ndarray) -> np.ndarray:
+    """Global label numbers of a Broden mask PNG: red + 256 * green."""
+    return rgb[..., 0].astype(np.int32) + 256 * rgb[..., 1].astype(np.int32)
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        raise BrodenFormatError(f"{path} is missing; a Broden folder has index.csv, category.csv, "
+                                "label.csv and c_<category>.csv")
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _need(row: dict, keys, path: Path) -> None:
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise BrodenFormatError(f"{path}: columns {missing} missing; found {sorted(row)}")
+
+
+@dataclass
+class ImageEntry:
+    image: str
+    split: str
+    ih: int
+    iw: int
+    sh: int
+    sw: int
+    masks: list[str]            # pixel-level mask PNGs (any category)
+    image_labels: list[int]     # image-level labels (scene, texture): they cover the whole image
+
+
+class Broden:
+    """The metadata of a Broden folder: categories, labels with their primary category, images."""
+
+    def __init__(self, root: str | Path, categories: list[str] | None = None):
+        self.root = Path(root)
+        cat_rows = _read_csv(self.root / "category.csv")
+        _need(cat_rows[0] if cat_rows else {"name": 0}, ["name"], self.root / "category.csv")
+        available = [r["name"] for r in cat_rows]
+        if categories is None:
+            categories = available
+        unknown = sorted(set(categories) - set(available))
+        if unknown:
+            raise BrodenFormatError(f"dissect.categories: {unknown} not in {self.root / 'category.csv'}; "
+                                    f"valid: {available}")
+        self.categories = list(categories)
+
+        label_rows = _read_csv(self.root / "label.csv")
+        _need(label_rows[0], ["number", "name"], self.root / "label.csv")
+        size = max(int(r["number"]) for r in label_rows) + 1
+        self.names = ["-"] * size
+        for r in label_rows:
+            self.names[int(r["number"])] = r["name"]
+
+        # primary category of a label: the category where its coverage is highest (c_<cat>.csv)
+        coverage = np.zeros((size, len(self.categories)))
+        self.in_category = np.zeros((size, len(self.categories)), dtype=bool)
+        for c, cat in enumerate(self.categories):
+            path = self.root / f"c_{cat}.csv"
+            for r in _read_csv(path):
+                _need(r, ["number", "coverage"], path)
+                number = int(r["number"])
+                if 0 < number < size:
+                    coverage[number, c] = float(r["coverage"])
+                    self.in_category[number, c] = True
+        self.primary = np.where(self.in_category.any(1), coverage.argmax(1), -1)  # -1: unused label
+
+        index_path = self.root / "index.csv"
+        rows = _read_csv(index_path)
+        if not rows:
+            raise BrodenFormatError(f"{index_path} lists no images")
+        _need(rows[0], list(META_COLUMNS) + self.categories, index_path)
+        self.images = []
+        for r in rows:
+            masks, image_labels = [], []
+            for cat in self.categories:
+                for item in filter(None, (r[cat] or "").split(";")):
+                    if re.fullmatch(r"\d+", item):
+                        image_labels.append(int(item))
+                    else:
+                        masks.append(item)
+            self.images.append(ImageEntry(r["image"], r["split"], int(r["ih"]), int(r["iw"]),
+                                          int(r["sh"]), int(r["sw"]), masks, image_labels))
+        shapes = {(e.sh, e.sw) for e in self.images}
+        if len(shapes) != 1:
+            raise BrodenFormatError(f"{index_path}: segmentation sizes differ {sorted(shapes)[:4]}; "
+                                    "reglens dissects one resolution at a time")
+        self.seg_shape = shapes.pop()
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.names)
+
+    def label_category_matrix(self) -> np.ndarray:
+        """(labels, categories) one-hot of each label's primary category (all zero for unused)."""
+        onehot = np.zeros((self.num_labels, len(self.categories)), dtype=np.float32)
+        used = self.primary >= 0
+        onehot[np.flatnonzero(used), self.primary[used]] = 1
+        onehot[0] = 0
+        return onehot
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_image(self, i: int, size: int, channels: int = 3) -> torch.Tensor:
+        """uint8 (channels, size, size): the image resized bilinearly; grayscale as ITU-R 601 luma."""
+        with Image.open(self.root / "images" / self.images[i].image) as img:
+            img = img.convert("RGB" if channels == 3 else "L")
+            if img.size != (size, size):
+                img = img.resize((size, size), Image.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+        return torch.from_numpy(array.reshape(size, size, channels).copy()).permute(2, 0, 1)
+
+    def load_planes(self, i: int) -> torch.Tensor:
+        """int32 (planes, sh, sw) of global label numbers; an image-level label is a constant plane."""
+        entry = self.images[i]
+        planes = []
+        for name in entry.masks:
+            with Image.open(self.root / "images" / name) as png:
+                rgb = np.asarray(png.convert("RGB"))
+            if rgb.shape[:2] != (entry.sh, entry.sw):
+                raise BrodenFormatError(f"{name}: mask is {rgb.shape[:2]}, index.csv says "
+                                        f"{(entry.sh, entry.sw)}")
+            planes.append(decode_mask(rgb))
+        planes += [np.full((entry.sh, entry.sw), label, dtype=np.int32) for label in entry.image_labels]
+        if not planes:
+            return torch.zeros((0, entry.sh, entry.sw), dtype=torch.int32)
+        return torch.from_numpy(np.stack(planes).astype(np.int32))
+
+
+class BrodenImages(torch.utils.data.Dataset):
+    """(index, image uint8, label planes) for a DataLoader; `collate` pads the plane counts."""
+
+    def __init__(self, broden: Broden, size: int, channels: int):
+        self.broden, self.size, self.channels = broden, size, channels
+
+    def __len__(self) -> int:
+        return len(self.broden)
+
+    def __getitem__(self, i: int):
+        return i, self.broden.load_image(i, self.size, self.channels), self.broden.load_planes(i)
+
+    @staticmethod
+    def collate(batch):
+        index = torch.tensor([b[0] for b in batch])
+        images = torch.stack([b[1] for b in batch])
+        depth = max(1, max(b[2].shape[0] for b in batch))
+        sh, sw = batch[0][2].shape[1:]
+        planes = torch.zeros((len(batch), depth, sh, sw), dtype=torch.int32)
+        for k, b in enumerate(batch):
+            planes[k, :b[2].shape[0]] = b[2]
+        return index, images, planes

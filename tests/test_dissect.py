@@ -1,0 +1,239 @@
+"""Network Dissection: Broden's on-disk format, exact streaming quantiles, the batched tally against a
+per-unit NumPy computation, and a network whose concept units are known by construction."""
+import csv
+import shutil
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from reglens import config, dissect
+from reglens.data import broden as broden_io
+from reglens.data.download import ChecksumError, md5sum
+from reglens.data.synthetic_broden import label_numbers, write_broden
+from reglens.models.base import Normalize
+
+N_KNOWN = 400
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("broden") / "small"
+    info = write_broden(root, n_images=48, seg_size=16, scale=2, seed=3)
+    return root, info
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory):
+    """400 images where red shapes and vertically striped images are rare: each covers at most 0.5%
+    of all pixels, so a perfect detector of either fits within the top 0.005 quantile."""
+    root = tmp_path_factory.mktemp("broden") / "known"
+    info = write_broden(root, n_images=N_KNOWN, seg_size=32, scale=2, seed=0,
+                        texture_images={"vertical stripes": 2, "horizontal stripes": 8, "checkers": 8},
+                        color_weights={"red": 0.05})
+    return root, info
+
+
+def stacked_planes(b: broden_io.Broden) -> np.ndarray:
+    planes = [b.load_planes(i).numpy() for i in range(len(b))]
+    out = np.zeros((len(planes), max(p.shape[0] for p in planes)) + b.seg_shape, dtype=np.int64)
+    for i, p in enumerate(planes):
+        out[i, :p.shape[0]] = p
+    return out
+
+
+def test_reader_recovers_every_labelled_pixel(small):
+    root, info = small
+    b = broden_io.Broden(root)
+    assert b.categories == ["color", "object", "part", "scene", "texture"]
+    assert len(b) == 48 and b.seg_shape == (16, 16)
+    planes = stacked_planes(b)
+    counts = np.zeros(b.num_labels)
+    for image in planes:
+        for label in np.unique(image[image > 0]):
+            counts[label] += (image == label).any(0).sum()
+    np.testing.assert_array_equal(counts, info["label_pixels"])
+    numbers = label_numbers()
+    # every pixel has exactly one colour; scenes and textures are image-level (whole-image planes)
+    color = [p for p in planes.reshape(-1, *b.seg_shape) if np.isin(p, [numbers[c] for c in ("red", "black")]).any()]
+    assert color
+    assert b.primary[numbers["red"]] == 0 and b.primary[numbers["night"]] == 3 and b.primary[numbers["checkers"]] == 4
+    image = b.load_image(0, 32)
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
+    assert b.load_image(0, 32, channels=1).shape == (1, 32, 32)
+
+
+def test_mask_png_decodes_red_plus_256_green(tmp_path):
+    labels = np.array([[0, 1, 255], [256, 300, 1198]])
+    rgb = np.zeros((2, 3, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = labels % 256, labels // 256, 77  # blue is ignored
+    Image.fromarray(rgb).save(tmp_path / "m.png")
+    np.testing.assert_array_equal(broden_io.decode_mask(np.asarray(Image.open(tmp_path / "m.png"))), labels)
+
+
+def test_primary_category_is_the_highest_coverage_one(small, tmp_path):
+    root, _ = small
+    copy = tmp_path / "b"
+    shutil.copytree(root, copy)
+    red = label_numbers()["red"]
+    with open(copy / "c_object.csv", "a", newline="") as handle:   # red also an object, covering more
+        csv.writer(handle).writerow([99, red, "red", 1, 1e6])
+    assert broden_io.Broden(copy).primary[red] == 1
+    with open(copy / "c_texture.csv", "a", newline="") as handle:   # and a texture covering less
+        csv.writer(handle).writerow([99, red, "red", 1, 1e-6])
+    assert broden_io.Broden(copy).primary[red] == 1
+
+
+def test_bad_broden_folders_fail_naming_the_file_and_key(small, tmp_path):
+    root, _ = small
+    with pytest.raises(broden_io.BrodenFormatError, match="dissect.categories.*valid"):
+        broden_io.Broden(root, ["color", "smell"])
+    copy = tmp_path / "b"
+    shutil.copytree(root, copy)
+    (copy / "label.csv").unlink()
+    with pytest.raises(broden_io.BrodenFormatError, match="label.csv is missing"):
+        broden_io.Broden(copy)
+
+
+def test_fetch_unpacks_a_checksummed_zip_from_the_offline_folder(small, tmp_path):
+    root, _ = small
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    with zipfile.ZipFile(offline / "broden1_227.zip", "w") as z:
+        for path in sorted(root.rglob("*")):
+            z.write(path, "broden1_227/" + str(path.relative_to(root)))
+    md5 = md5sum(offline / "broden1_227.zip")
+    with pytest.raises(broden_io.BrodenFormatError, match="dissect.broden.md5"):
+        broden_io.remote("broden1_227")
+    wrong = "0" * 32
+    with pytest.raises(ChecksumError):
+        broden_io.fetch_broden("broden1_227", tmp_path / "dl", tmp_path / "b227", offline, md5=wrong)
+    assert not (tmp_path / "b227").exists()
+    out = broden_io.fetch_broden("broden1_227", tmp_path / "dl", tmp_path / "b227", offline, md5=md5)
+    assert len(broden_io.Broden(out)) == 48
+    assert not list(tmp_path.glob("*.unpacking"))
+    # the official archive's checksum is built in: a staged file that differs is refused
+    shutil.copy(offline / "broden1_227.zip", offline / "broden1_224.zip")
+    with pytest.raises(ChecksumError, match=broden_io.KNOWN_MD5["broden1_224"]):
+        broden_io.fetch_broden("broden1_224", tmp_path / "dl2", tmp_path / "b224", offline)
+
+
+def test_config_checks_the_broden_source():
+    base = config.load_yaml(config.SCHEMA_PATH.parents[2] / "config" / "demo.yaml")
+    bad = {**base, "dissect": {"broden": {"source": "folder"}}}
+    with pytest.raises(config.ConfigError, match="dissect.broden.folder"):
+        config.validate(bad)
+    bad = {**base, "dissect": {"broden": {"source": "download", "version": "broden1_384"}}}
+    with pytest.raises(config.ConfigError, match="dissect.broden.md5"):
+        config.validate(bad)
+    bad = {**base, "dissect": {"union": "both"}}
+    with pytest.raises(config.ConfigError, match=r"dissect.union.*\['lite', 'original'\]"):
+        config.validate(bad)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 500])
+def test_streaming_quantile_is_numpys_percentile(batch):
+    rng = np.random.default_rng(batch)
+    values = rng.normal(size=(3, 1234)).astype(np.float32)
+    values[2] = np.round(values[2])  # ties
+    for quantile in (0.005, 0.2):
+        q = dissect.StreamingQuantile(3, values.shape[1], quantile, "cpu")
+        for start in range(0, values.shape[1], batch):
+            q.update(torch.from_numpy(values[:, start:start + batch]))
+        expected = np.percentile(values.astype(np.float64), 100 * (1 - quantile), axis=1)
+        np.testing.assert_allclose(q.thresholds().numpy(), expected, rtol=1e-6, atol=1e-6)
+        assert q.top.shape[1] <= quantile * values.shape[1] + 2  # bounded memory
+
+
+@pytest.mark.parametrize("union", ["lite", "original"])
+@pytest.mark.parametrize("quantile", [0.005, 0.2])
+def test_batched_tally_equals_the_per_unit_numpy_definition(small, union, quantile):
+    root, _ = small
+    b = broden_io.Broden(root)
+    planes = stacked_planes(b)
+    rng = np.random.default_rng(0)
+    # half the units random, half following a label's mask (so IoUs are far from zero)
+    labels = torch.from_numpy(planes[:, 0]).float()
+    follow = F.avg_pool2d(((labels.unsqueeze(1) == torch.tensor([1., 4, 9]).view(1, 3, 1, 1)).float()), 4)
+    features = np.concatenate([rng.normal(size=(len(b), 3, 4, 4)),
+                               follow.numpy() + 0.01 * rng.normal(size=(len(b), 3, 4, 4))], 1).astype(np.float32)
+    lc = b.label_category_matrix()
+    thresholds, expected = dissect.reference_iou_numpy(features, planes, lc, quantile, b.seg_shape, union)
+    q = dissect.StreamingQuantile(6, len(b) * 16, quantile, "cpu")
+    q.update(torch.from_numpy(features).transpose(0, 1).flatten(1))
+    tally = dissect.ConceptTally(6, torch.from_numpy(lc), union, "cpu")
+    for start in range(0, len(b), 5):
+        masks = dissect.unit_masks(torch.from_numpy(features[start:start + 5]), q.thresholds(), b.seg_shape)
+        tally.update(masks, torch.from_numpy(planes[start:start + 5]).flatten(2))
+    np.testing.assert_allclose(q.thresholds().numpy(), thresholds, rtol=1e-5)
+    np.testing.assert_allclose(tally.iou().numpy(), expected, rtol=1e-9, atol=1e-12)
+    assert expected.max() > (0.1 if quantile == 0.2 else 0.005)
+
+
+class KnownUnits(nn.Module):
+    """unit 0: red pixels; unit 1: vertically striped images (horizontal minus vertical contrast,
+    over the whole image); unit 2: dead; unit 3: a fixed place in every image; unit 4: noise."""
+
+    def forward(self, x):
+        red = F.avg_pool2d(F.relu(x[:, 0] - x[:, 1] - x[:, 2] - 0.5).unsqueeze(1) * 2, 2)
+        dx = (x[..., 1:] - x[..., :-1]).abs().mean((1, 2, 3))
+        dy = (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3))
+        vertical = F.relu(dx - dy - 0.05).view(-1, 1, 1, 1).expand_as(red)
+        rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+        place = torch.exp(-((rows - 9) ** 2 + (cols - 20) ** 2) / 8).expand_as(red)
+        noise = torch.rand(red.shape, generator=torch.Generator().manual_seed(int(x.sum() * 1000) % 2**31))
+        return torch.cat([red, vertical, torch.zeros_like(red), place, noise], 1)
+
+
+class KnownNet(nn.Module):
+    layer_names = ("body.known",)
+
+    def __init__(self):
+        super().__init__()
+        self.normalize = Normalize([0, 0, 0], [1, 1, 1])
+        self.body = nn.Sequential(OrderedDict(known=KnownUnits()))
+
+
+def test_dissection_names_the_units_built_to_detect_concepts(known):
+    root, info = known
+    numbers = label_numbers()
+    total = N_KNOWN * 32 * 32
+    assert info["label_pixels"][numbers["red"]] <= 0.005 * total           # the premise of the test
+    assert info["label_pixels"][numbers["vertical stripes"]] <= 0.005 * total
+    b = broden_io.Broden(root)
+    result = dissect.dissect(KnownNet(), b, {"input_size": 64, "workers": 0, "batch_size": 32})
+    units = dissect.unit_table(result).set_index("unit")
+    assert units.loc[0, "concept"] == "red" and units.loc[0, "iou"] > 0.9
+    assert units.loc[1, "concept"] == "vertical stripes" and units.loc[1, "iou"] > 0.9
+    assert units.detector.tolist() == [True, True, False, False, False]
+    assert units.loc[2, "concept"] == "-" and units.loc[2, "iou"] == 0
+    summary = dissect.summarize(units.reset_index(), b.categories, result["settings"])
+    assert summary["total"]["detectors"] == 2 and summary["total"]["unique_concepts"] == 2
+    assert summary["total"]["detectors_by_category"] == {"color": 1, "object": 0, "part": 0, "scene": 0,
+                                                         "texture": 1}
+    # the per-category count also credits a unit's best concept in each other category above 0.04
+    per_category = sum(units[f"best_{c}_iou"].gt(0.04).groupby(units[f"best_{c}"]).any().sum()
+                       for c in b.categories)
+    assert summary["total"]["unique_concepts_per_category"] == per_category >= 2
+
+
+def test_run_dissect_writes_units_summary_and_figure_data(known, tmp_path):
+    from reglens import models
+
+    root, _ = known
+    model = models.build("simplecnn", 3, 32, 10, width=0.25)
+    models.save(model, "simplecnn", {"in_channels": 3, "input_size": 32, "num_classes": 10, "width": 0.25},
+                tmp_path / "model.pt")
+    summary = dissect.run_dissect(tmp_path / "model.pt", root, tmp_path / "out",
+                                  {"input_size": 32, "workers": 0, "top_units": 3, "top_images": 2}, "cpu")
+    units = __import__("pandas").read_csv(tmp_path / "out" / "units.csv")
+    assert len(units) == summary["total"]["units"] == 8 + 16
+    assert summary["counting"] == dissect.COUNTING
+    shown = torch.load(tmp_path / "out" / "top.pt", weights_only=True)
+    assert len(shown) == 3 and shown[0]["images"].shape == (2, 3, 32, 32)
+    assert [s["iou"] for s in shown] == sorted(units.iou, reverse=True)[:3]

@@ -1,0 +1,53 @@
+# Network Dissection: Broden fetched (or generated) once, then each cell's units named by concept.
+DISSECT = CFG["dissect"]
+DISSECT_DIR = CELL_DIR + "/dissect"
+
+localrules:
+    broden,
+
+
+def broden_root():
+    source = DISSECT["broden"]
+    if source["source"] == "folder":
+        return source["folder"]
+    name = source["version"] if source["source"] == "download" else "synthetic"
+    return f"{DATA_ROOT}/broden/{name}"
+
+
+def dissect_targets():
+    if not DISSECT["enabled"]:
+        return []
+    return cell_paths(DISSECT_DIR + "/summary.json")
+
+
+if DISSECT["broden"]["source"] != "folder":
+
+    rule broden:
+        output:
+            directory(broden_root()),
+        params:
+            broden=DISSECT["broden"],
+            downloads_dir=f"{DATA_ROOT}/downloads/broden",
+            offline_dir=CFG["data"]["offline_dir"],
+        log:
+            "logs/broden.log",
+        script:
+            "../scripts/broden.py"
+
+
+rule dissect:
+    input:
+        model=CELL_DIR + "/model.pt",
+        broden=broden_root(),
+    output:
+        units=DISSECT_DIR + "/units.csv",
+        summary=DISSECT_DIR + "/summary.json",
+        top=DISSECT_DIR + "/top.pt",
+    params:
+        cfg={k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")},
+        device=CFG["device"],
+    log:
+        "logs/dissect/{study}/{arch}/{reg}/seed{seed}.log",
+    threads: 1
+    script:
+        "../scripts/dissect.py"
