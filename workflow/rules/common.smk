@@ -52,15 +52,15 @@ def cell_paths(pattern):
 
 
 def train_targets():
-    return cell_paths(CELL_DIR + "/metrics.json")
+    return cell_paths(f"{CELL_DIR}/metrics.json")
 
 
 def robustness_targets():
-    return cell_paths(CELL_DIR + "/robustness/attacks.csv") + cell_paths(CELL_DIR + "/robustness/calibration.json")
+    return cell_paths(f"{CELL_DIR}/robustness/attacks.csv") + cell_paths(f"{CELL_DIR}/robustness/calibration.json")
 
 
 def explain_targets():
-    return cell_paths(CELL_DIR + "/explain/metrics.csv") + cell_paths(CELL_DIR + "/explain/actmax.pt")
+    return cell_paths(f"{CELL_DIR}/explain/metrics.csv") + cell_paths(f"{CELL_DIR}/explain/actmax.pt")
 
 
 def roar_targets():

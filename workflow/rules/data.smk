@@ -12,12 +12,14 @@ def raw_flag(wildcards):
 
 rule download:
     output:
-        DATA_ROOT + "/downloads/{dataset}.verified.json",
+        f"{DATA_ROOT}/downloads/{{dataset}}.verified.json",
     params:
-        downloads_dir=DATA_ROOT + "/downloads/{dataset}",
+        downloads_dir=f"{DATA_ROOT}/downloads/{{dataset}}",
         offline_dir=CFG["data"]["offline_dir"],
     log:
         "logs/download/{dataset}.log",
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/download.py"
 
@@ -26,10 +28,12 @@ rule prepare_data:
     input:
         raw_flag,
     output:
-        DATA_ROOT + "/data/{dataset}.pt",
+        f"{DATA_ROOT}/data/{{dataset}}.pt",
     params:
-        downloads_dir=DATA_ROOT + "/downloads/{dataset}",
+        downloads_dir=f"{DATA_ROOT}/downloads/{{dataset}}",
     log:
         "logs/prepare_data/{dataset}.log",
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/prepare_data.py"

@@ -1,6 +1,6 @@
 # Network Dissection: Broden fetched (or generated) once, then each cell's units named by concept.
 DISSECT = CFG["dissect"]
-DISSECT_DIR = CELL_DIR + "/dissect"
+DISSECT_DIR = f"{CELL_DIR}/dissect"
 
 localrules:
     broden,
@@ -17,7 +17,7 @@ def broden_root():
 def dissect_targets():
     if not DISSECT["enabled"]:
         return []
-    return cell_paths(DISSECT_DIR + "/summary.json")
+    return cell_paths(f"{DISSECT_DIR}/summary.json")
 
 
 if DISSECT["broden"]["source"] != "folder":
@@ -31,23 +31,27 @@ if DISSECT["broden"]["source"] != "folder":
             offline_dir=CFG["data"]["offline_dir"],
         log:
             "logs/broden.log",
+        conda:
+            "../envs/reglens.yaml"
         script:
             "../scripts/broden.py"
 
 
 rule dissect:
     input:
-        model=CELL_DIR + "/model.pt",
+        model=f"{CELL_DIR}/model.pt",
         broden=broden_root(),
     output:
-        units=DISSECT_DIR + "/units.csv",
-        summary=DISSECT_DIR + "/summary.json",
-        top=DISSECT_DIR + "/top.pt",
+        units=f"{DISSECT_DIR}/units.csv",
+        summary=f"{DISSECT_DIR}/summary.json",
+        top=f"{DISSECT_DIR}/top.pt",
     params:
         cfg={k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")},
         device=CFG["device"],
     log:
         "logs/dissect/{study}/{arch}/{reg}/seed{seed}.log",
     threads: 1
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/dissect.py"

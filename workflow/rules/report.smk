@@ -13,21 +13,23 @@ rule aggregate:
                       + roar_targets()),
         code=reglens_aggregate.__file__,
     output:
-        metrics=TABLES + "/metrics.csv",
-        missing=TABLES + "/missing.csv",
-        roar_curves=TABLES + "/roar_curves.csv",
-        mprt=TABLES + "/mprt.csv",
-        attacks=TABLES + "/attacks.csv",
-        summary=TABLES + "/summary.csv",
-        comparisons=TABLES + "/comparisons.csv",
-        ranking=TABLES + "/ranking.csv",
-        dissect_units=TABLES + "/dissect_units.csv",
+        metrics=f"{TABLES}/metrics.csv",
+        missing=f"{TABLES}/missing.csv",
+        roar_curves=f"{TABLES}/roar_curves.csv",
+        mprt=f"{TABLES}/mprt.csv",
+        attacks=f"{TABLES}/attacks.csv",
+        summary=f"{TABLES}/summary.csv",
+        comparisons=f"{TABLES}/comparisons.csv",
+        ranking=f"{TABLES}/ranking.csv",
+        dissect_units=f"{TABLES}/dissect_units.csv",
     params:
         cells=[cell.as_dict() for cell in CELLS],
         roar_cells=CFG["roar"]["cells"],
         dissect=CFG["dissect"]["enabled"],
     log:
         "logs/aggregate.log",
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/aggregate.py"
 
@@ -42,6 +44,8 @@ rule draw_figures:
         cells=[cell.as_dict() for cell in CELLS],
     log:
         "logs/figures.log",
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/figures.py"
 
@@ -57,6 +61,8 @@ rule report:
         config=CFG,
     log:
         "logs/report.log",
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/report.py"
 

@@ -1,5 +1,5 @@
 # ROAR / KAR for the base cells of config roar.cells: rank -> ablate -> retrain -> score.
-ROAR_DIR = CELL_DIR + "/roar"
+ROAR_DIR = f"{CELL_DIR}/roar"
 ROAR = CFG["roar"]
 
 
@@ -31,43 +31,49 @@ def roar_learner(wildcards):
 
 rule roar_rank:
     input:
-        model=CELL_DIR + "/model.pt",
+        model=f"{CELL_DIR}/model.pt",
         data=study_dataset_file,
     output:
-        ROAR_DIR + "/{method}/ranks.pt",
+        f"{ROAR_DIR}/{{method}}/ranks.pt",
     params:
         cfg=ROAR,
         device=CFG["device"],
     log:
         "logs/roar_rank/{study}/{arch}/{reg}/seed{seed}/{method}.log",
     threads: 1
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/roar_rank.py"
 
 
 rule roar_ablate:
     input:
-        ranks=ROAR_DIR + "/{method}/ranks.pt",
+        ranks=f"{ROAR_DIR}/{{method}}/ranks.pt",
         data=study_dataset_file,
     output:
-        temp(ROAR_DIR + "/{method}/{mode}_{fraction}/data.pt"),
+        temp(f"{ROAR_DIR}/{{method}}/{{mode}}_{{fraction}}/data.pt"),
     log:
         "logs/roar_ablate/{study}/{arch}/{reg}/seed{seed}/{method}/{mode}_{fraction}.log",
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/roar_ablate.py"
 
 
 rule roar_retrain:
     input:
-        ROAR_DIR + "/{method}/{mode}_{fraction}/data.pt",
+        f"{ROAR_DIR}/{{method}}/{{mode}}_{{fraction}}/data.pt",
     output:
-        ROAR_DIR + "/{method}/{mode}_{fraction}/retrain.json",
+        f"{ROAR_DIR}/{{method}}/{{mode}}_{{fraction}}/retrain.json",
     params:
         learner=roar_learner,
         device=CFG["device"],
     log:
         "logs/roar_retrain/{study}/{arch}/{reg}/seed{seed}/{method}/{mode}_{fraction}.log",
     threads: 1
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/roar_retrain.py"
 
@@ -76,9 +82,11 @@ rule roar_score:
     input:
         lambda wildcards: roar_retrain_targets(CELL_DIR.format(**wildcards)),
     output:
-        curves=ROAR_DIR + "/curves.csv",
-        scores=ROAR_DIR + "/scores.csv",
+        curves=f"{ROAR_DIR}/curves.csv",
+        scores=f"{ROAR_DIR}/scores.csv",
     log:
         "logs/roar_score/{study}/{arch}/{reg}/seed{seed}.log",
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/roar_score.py"

@@ -17,14 +17,16 @@ rule train:
     input:
         data=study_dataset_file,
     output:
-        model=CELL_DIR + "/model.pt",
-        history=CELL_DIR + "/history.csv",
-        metrics=CELL_DIR + "/metrics.json",
+        model=f"{CELL_DIR}/model.pt",
+        history=f"{CELL_DIR}/history.csv",
+        metrics=f"{CELL_DIR}/metrics.json",
     params:
         run=train_params,
     log:
         "logs/train/{study}/{arch}/{reg}/seed{seed}.log",
     threads: 1
+    conda:
+        "../envs/reglens.yaml"
     script:
         "../scripts/train.py"
 
