@@ -76,6 +76,7 @@ def provenance(device: torch.device | str | None = None, seed: int | None = None
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "hostname": platform.node(),
+        "torch_threads": torch.get_num_threads(),  # CPU sums depend on it
     }
     if device is not None:
         record["device"] = str(device)

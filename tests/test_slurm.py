@@ -1,0 +1,114 @@
+"""The tiny study on a real single-node SLURM cluster through `--profile slurm`: a training job
+cancelled mid-run resumes from its checkpoint on retry, and one deleted cell is rebuilt by its path.
+Needs root and Debian's slurm packages (.ci/run installs them); skipped where they are absent."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from reglens import data, regularizers
+from reglens.train import train
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+TINY = {
+    "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
+    "robustness": {"n_images": 100, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.0, 0.1], "pgd_steps": [2],
+                   "boundary": {"images": 1, "resolution": 5}, "pca_images": 20},
+    "explain": {"methods": ["saliency", "random"], "figure_images": 2, "metric_images": 10,
+                "mprt_methods": ["saliency"], "mprt_images": 4},
+    "actmax": {"steps": 5, "units_per_layer": 1},
+    "dissect": {"broden": {"source": "synthetic", "synthetic": {"images": 30, "seg_size": 16, "scale": 2}},
+                "input_size": 16, "workers": 0, "top_units": 1, "top_images": 2},
+    "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none", "l2"],
+                         "seeds": [0], "model": {"width": 0.5},
+                         "train": {"epochs": 60, "lr": 0.05, "batch_size": 64}}},
+}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if shutil.which("sinfo") is None or os.geteuid() != 0:
+        pytest.skip("needs root and the slurm packages (see .ci/run)")
+    subprocess.run(["bash", str(REPO / "tests" / "slurm" / "start_cluster.sh")], check=True, timeout=120)
+
+
+def command(workdir, *targets):
+    # literally `--profile slurm` from the repository root; squeue for status (no accounting here)
+    return [sys.executable, "-m", "snakemake", "--profile", "slurm", *targets,
+            "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(workdir / "tiny.yaml"), "--slurm-status-command", "squeue",
+            "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5",
+            "--slurm-keep-successful-logs"]
+
+
+def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    cell = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0"
+    proc = subprocess.Popen(command(tmp_path, "all"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    cancelled = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and cancelled is None:
+        state = cell / "train_state.pt"
+        if state.exists():
+            try:
+                epoch = torch.load(state, weights_only=True)["epoch"]
+            except Exception:  # caught between write and rename: try again
+                epoch = -1
+            if epoch >= 2:
+                queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout
+                for line in queue.splitlines():
+                    job_id, comment = line.split(maxsplit=1)
+                    if "rule_train" in comment and "none" in comment:
+                        subprocess.run(["scancel", job_id], check=True)
+                        cancelled = job_id
+        time.sleep(0.1)
+    output, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, output[-4000:]
+    assert cancelled is not None, "the training job finished before it could be cancelled"
+
+    metrics = json.loads((cell / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] >= 3  # the retry continued from the checkpoint
+    digits = data.load(tmp_path / "resources" / "data" / "digits.pt")
+    # CPU float sums depend on the thread count: compare at the job's (recorded in its provenance)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(metrics["provenance"]["torch_threads"])
+    try:
+        ref = train(digits, "simplecnn", regularizers.build("none", TINY["regularizers"]),
+                    TINY["studies"]["tiny"]["train"], TINY["studies"]["tiny"]["model"], seed=0, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    for key in ("test_loss", "train_loss", "test_acc"):
+        assert metrics[key] == pytest.approx(ref.metrics[key], rel=1e-6), key
+    assert (tmp_path / "results" / "report.html").exists()
+    # the profile packs each cell's short GPU steps into one SLURM job
+    # the plugin names a group's log folder group_<group>_<its rules>
+    group_logs = {p.parent.name.split("_")[1]: p for p in (tmp_path / "logs" / "slurm").glob("group_*/*.log")}
+    assert set(group_logs) == {"cell-tiny-simplecnn-none-0", "cell-tiny-simplecnn-l2-0"}
+    for log in group_logs.values():
+        ran = set(re.findall(r"^\s*(?:local)?rule (\w+):", log.read_text(), flags=re.M))
+        assert ran == {"explain", "actmax", "attack", "diagnose", "dissect"}, log.read_text()[-3000:]
+    assert list((tmp_path / "logs" / "slurm").rglob("*.log"))  # SLURM logs are kept where documented
+
+    # rebuild one deleted cell by its path; the other cell stays untouched
+    other = cell / "model.pt"
+    before = other.stat().st_mtime_ns
+    target = tmp_path / "results" / "tiny" / "simplecnn" / "l2" / "seed0"
+    old = json.loads((target / "metrics.json").read_text())
+    for name in ("model.pt", "metrics.json", "history.csv"):
+        (target / name).unlink()
+    run = subprocess.run(command(tmp_path, "results/tiny/simplecnn/l2/seed0/metrics.json"), cwd=REPO,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    new = json.loads((target / "metrics.json").read_text())
+    assert new["test_loss"] == pytest.approx(old["test_loss"], rel=1e-6)
+    assert other.stat().st_mtime_ns == before
