@@ -261,7 +261,7 @@ def figure_data(model, broden: Broden, result: dict, units: pd.DataFrame, device
     its concept, for the figure (drawn later from this file alone)."""
     cfg = result["settings"]
     channels = model.normalize.mean.shape[1]
-    best = units.sort_values("iou", ascending=False).head(cfg["top_units"])
+    best = units[units.iou > 0].sort_values("iou", ascending=False).head(cfg["top_units"])
     label_of = {name: i for i, name in enumerate(result["names"])}
     shown = []
     for _, row in best.iterrows():
