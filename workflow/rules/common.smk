@@ -16,6 +16,8 @@ except reglens_config.ConfigError as error:
 CELLS = reglens_config.cells(CFG)
 DATA_ROOT = CFG["data"]["root"]
 CELL_DIR = "results/{study}/{arch}/{reg}/seed{seed}"
+ROAR = CFG["roar"]
+DISSECT = CFG["dissect"]
 
 
 wildcard_constraints:
@@ -70,3 +72,58 @@ def roar_targets():
 def all_targets():
     return (train_targets() + robustness_targets() + explain_targets() + roar_targets()
             + dissect_targets() + ["results/report.html"])
+
+
+# Helpers of the stage rules (rule files hold rules only).
+
+
+def raw_flag(wildcards):
+    if not reglens_data.remote_files(wildcards.dataset):
+        return []  # bundled with a package (digits)
+    return f"{DATA_ROOT}/downloads/{wildcards.dataset}.verified.json"
+
+
+def train_params(wildcards):
+    cell = cell_of(wildcards)
+    study = CFG["studies"][cell.study]
+    return {
+        "cell": cell.as_dict(),
+        "variants": CFG["regularizers"],
+        "train": study["train"],
+        "model": study["model"],
+        "device": CFG["device"],
+    }
+
+
+def roar_retrain_targets(cell_dir):
+    return [f"{cell_dir}/roar/{method}/{mode}_{fraction:g}/retrain.json"
+            for method in ROAR["methods"] for mode in ROAR["modes"] for fraction in ROAR["fractions"]]
+
+
+def roar_learner(wildcards):
+    cell = cell_of(wildcards)
+    study = CFG["studies"][cell.study]
+    return {
+        "arch": ROAR["learner"]["arch"] or cell.arch,
+        "reg": ROAR["learner"]["reg"],
+        "variants": CFG["regularizers"],
+        "train": {**study["train"], **ROAR["train"]},
+        "model": study["model"],
+        "seeds": ROAR["retrain_seeds"],
+        "meta": {"cell": cell.as_dict(), "method": wildcards.method, "mode": wildcards.mode,
+                 "fraction": float(wildcards.fraction)},
+    }
+
+
+def broden_root():
+    source = DISSECT["broden"]
+    if source["source"] == "folder":
+        return source["folder"]
+    name = source["version"] if source["source"] == "download" else "synthetic"
+    return f"{DATA_ROOT}/broden/{name}"
+
+
+def dissect_targets():
+    if not DISSECT["enabled"]:
+        return []
+    return cell_paths(f"{CELL_DIR}/dissect/summary.json")

@@ -4,12 +4,6 @@ localrules:
     download,
 
 
-def raw_flag(wildcards):
-    if not reglens_data.remote_files(wildcards.dataset):
-        return []  # bundled with a package (digits)
-    return f"{DATA_ROOT}/downloads/{wildcards.dataset}.verified.json"
-
-
 rule download:
     output:
         f"{DATA_ROOT}/downloads/{{dataset}}.verified.json",

@@ -1,23 +1,8 @@
 # Network Dissection: Broden fetched (or generated) once, then each cell's units named by concept.
-DISSECT = CFG["dissect"]
 DISSECT_DIR = f"{CELL_DIR}/dissect"
 
 localrules:
     broden,
-
-
-def broden_root():
-    source = DISSECT["broden"]
-    if source["source"] == "folder":
-        return source["folder"]
-    name = source["version"] if source["source"] == "download" else "synthetic"
-    return f"{DATA_ROOT}/broden/{name}"
-
-
-def dissect_targets():
-    if not DISSECT["enabled"]:
-        return []
-    return cell_paths(f"{DISSECT_DIR}/summary.json")
 
 
 if DISSECT["broden"]["source"] != "folder":

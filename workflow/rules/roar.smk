@@ -1,32 +1,11 @@
 # ROAR / KAR for the base cells of config roar.cells: rank -> ablate -> retrain -> score.
 ROAR_DIR = f"{CELL_DIR}/roar"
-ROAR = CFG["roar"]
 
 
 wildcard_constraints:
     method=r"[a-z_]+",
     mode=r"roar|kar",
     fraction=r"[0-9]+(\.[0-9]+)?",
-
-
-def roar_retrain_targets(cell_dir):
-    return [f"{cell_dir}/roar/{method}/{mode}_{fraction:g}/retrain.json"
-            for method in ROAR["methods"] for mode in ROAR["modes"] for fraction in ROAR["fractions"]]
-
-
-def roar_learner(wildcards):
-    cell = cell_of(wildcards)
-    study = CFG["studies"][cell.study]
-    return {
-        "arch": ROAR["learner"]["arch"] or cell.arch,
-        "reg": ROAR["learner"]["reg"],
-        "variants": CFG["regularizers"],
-        "train": {**study["train"], **ROAR["train"]},
-        "model": study["model"],
-        "seeds": ROAR["retrain_seeds"],
-        "meta": {"cell": cell.as_dict(), "method": wildcards.method, "mode": wildcards.mode,
-                 "fraction": float(wildcards.fraction)},
-    }
 
 
 rule roar_rank:

@@ -1,18 +1,6 @@
 # One training job per cell.
 
 
-def train_params(wildcards):
-    cell = cell_of(wildcards)
-    study = CFG["studies"][cell.study]
-    return {
-        "cell": cell.as_dict(),
-        "variants": CFG["regularizers"],
-        "train": study["train"],
-        "model": study["model"],
-        "device": CFG["device"],
-    }
-
-
 rule train:
     input:
         data=study_dataset_file,
