@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from reglens import dissect, models
-from reglens.data.broden import Broden
+from reglens.data.broden import Broden, BrodenImages
 from reglens.data.synthetic_broden import write_broden
 from reglens.train import resolve_device
 
@@ -53,7 +53,7 @@ def main():
             write_broden(root, n_images=args.images, seg_size=args.seg_size, scale=2)
         broden = Broden(root)
         cfg = {"input_size": args.input_size, "batch_size": args.batch_size, "workers": args.workers}
-        dissect.dissect(model, Broden(root) if len(broden) < 64 else _head(broden, 64), cfg, device)  # warm-up
+        dissect.dissect(model, _head(broden, min(64, len(broden))), cfg, device)  # warm-up
         sync(device)
         t0 = time.perf_counter()
         result = dissect.dissect(model, broden, cfg, device)
@@ -68,14 +68,11 @@ def main():
         # the tally alone: the deepest layer's first units, on the first images
         layer = model.layer_names[-1]
         n, k = min(args.reference_images, len(broden)), args.reference_units
-        x = torch.stack([broden.load_image(i, args.input_size) for i in range(n)]).to(device).float() / 255
+        dataset = BrodenImages(broden, args.input_size, 3)
+        _, images, stacked = dataset.collate([dataset[i] for i in range(n)])
+        x, stacked = images.to(device).float() / 255, stacked.long()
         with torch.no_grad():
             features = dissect.layer_features(model, x, [layer])[layer][:, :k].float()
-        planes = [broden.load_planes(i) for i in range(n)]
-        depth = max(p.shape[0] for p in planes)
-        stacked = torch.zeros((n, depth) + broden.seg_shape, dtype=torch.long)
-        for i, p in enumerate(planes):
-            stacked[i, :p.shape[0]] = p
         label_category = broden.label_category_matrix()
         concepts = int((label_category.sum(1) > 0).sum())
 
@@ -83,10 +80,10 @@ def main():
             q = dissect.StreamingQuantile(k, features[:, 0].numel(), 0.005, device)
             q.update(features.transpose(0, 1).flatten(1))
             tally = dissect.ConceptTally(k, torch.from_numpy(label_category), "lite", device)
-            planes_dev = stacked.to(device).flatten(2)
+            planes_dev, thr = stacked.to(device).flatten(2), q.thresholds()
             for s in range(0, n, args.batch_size):
-                masks = dissect.unit_masks(features[s:s + args.batch_size], q.thresholds(), broden.seg_shape)
-                tally.update(masks, planes_dev[s:s + args.batch_size])
+                masks = dissect.unit_masks(features[s:s + args.batch_size], thr, broden.seg_shape)
+                tally.update(masks, dissect.label_onehot(planes_dev[s:s + args.batch_size]))
             return tally.iou()
 
         batched()

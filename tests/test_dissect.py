@@ -15,7 +15,7 @@ from torch import nn
 from reglens import config, dissect
 from reglens.data import broden as broden_io
 from reglens.data.download import ChecksumError, md5sum
-from reglens.data.synthetic_broden import label_numbers, write_broden
+from reglens.data.synthetic_broden import CATEGORIES, label_numbers, write_broden
 from reglens.models.base import Normalize
 
 N_KNOWN = 400
@@ -40,11 +40,9 @@ def known(tmp_path_factory):
 
 
 def stacked_planes(b: broden_io.Broden) -> np.ndarray:
-    planes = [b.load_planes(i).numpy() for i in range(len(b))]
-    out = np.zeros((len(planes), max(p.shape[0] for p in planes)) + b.seg_shape, dtype=np.int64)
-    for i, p in enumerate(planes):
-        out[i, :p.shape[0]] = p
-    return out
+    """(images, planes, sh, sw), padded with 0 as the DataLoader's collate pads a batch."""
+    dataset = broden_io.BrodenImages(b, 8, 3)
+    return dataset.collate([dataset[i] for i in range(len(b))])[2].numpy().astype(np.int64)
 
 
 def test_reader_recovers_every_labelled_pixel(small):
@@ -59,9 +57,12 @@ def test_reader_recovers_every_labelled_pixel(small):
             counts[label] += (image == label).any(0).sum()
     np.testing.assert_array_equal(counts, info["label_pixels"])
     numbers = label_numbers()
-    # every pixel has exactly one colour; scenes and textures are image-level (whole-image planes)
-    color = [p for p in planes.reshape(-1, *b.seg_shape) if np.isin(p, [numbers[c] for c in ("red", "black")]).any()]
-    assert color
+    # every pixel has exactly one colour label; every image has one scene or one texture, whole-image
+    colours = [numbers[c] for c in CATEGORIES["color"]]
+    assert (np.isin(planes, colours).sum(1) == 1).all()
+    image_level = [numbers[n] for n in CATEGORIES["scene"] + CATEGORIES["texture"]]
+    whole = np.isin(planes, image_level).all(axis=(2, 3))
+    assert (whole.sum(1) == 1).all()
     assert b.primary[numbers["red"]] == 0 and b.primary[numbers["night"]] == 3 and b.primary[numbers["checkers"]] == 4
     image = b.load_image(0, 32)
     assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
@@ -167,9 +168,10 @@ def test_batched_tally_equals_the_per_unit_numpy_definition(small, union, quanti
     q = dissect.StreamingQuantile(6, len(b) * 16, quantile, "cpu")
     q.update(torch.from_numpy(features).transpose(0, 1).flatten(1))
     tally = dissect.ConceptTally(6, torch.from_numpy(lc), union, "cpu")
+    thr = q.thresholds()
     for start in range(0, len(b), 5):
-        masks = dissect.unit_masks(torch.from_numpy(features[start:start + 5]), q.thresholds(), b.seg_shape)
-        tally.update(masks, torch.from_numpy(planes[start:start + 5]).flatten(2))
+        masks = dissect.unit_masks(torch.from_numpy(features[start:start + 5]), thr, b.seg_shape)
+        tally.update(masks, dissect.label_onehot(torch.from_numpy(planes[start:start + 5]).flatten(2)))
     np.testing.assert_allclose(q.thresholds().numpy(), thresholds, rtol=1e-5)
     np.testing.assert_allclose(tally.iou().numpy(), expected, rtol=1e-9, atol=1e-12)
     assert expected.max() > (0.1 if quantile == 0.2 else 0.005)

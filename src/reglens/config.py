@@ -10,7 +10,7 @@ import yaml
 
 from reglens import actmax, attribution, data, dissect, models, regularizers, roar
 
-from reglens.data.broden import KNOWN_MD5 as KNOWN_BRODEN_MD5
+from reglens.data import broden as broden_io
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -111,9 +111,11 @@ def _dissect_settings(cfg: dict) -> None:
     if broden["source"] == "folder" and not broden["folder"]:
         raise ConfigError("dissect.broden.folder: source 'folder' needs the path of an unpacked Broden "
                           "(the folder holding index.csv)")
-    if broden["source"] == "download" and broden["md5"] is None and broden["version"] not in KNOWN_BRODEN_MD5:
-        raise ConfigError(f"dissect.broden.md5: no known checksum for {broden['version']!r} (known: "
-                          f"{sorted(KNOWN_BRODEN_MD5)}); set the zip's md5")
+    if broden["source"] == "download":
+        try:
+            broden_io.remote(broden["version"], broden["md5"])
+        except broden_io.BrodenFormatError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _check_roar(cfg: dict) -> None:

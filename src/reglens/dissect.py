@@ -115,17 +115,11 @@ class ConceptTally:
         self.unit_in_category = torch.zeros((units, categories), dtype=torch.float64, device=device)
         self.label_area = torch.zeros(labels, dtype=torch.float64, device=device)
 
-    def update(self, masks: torch.Tensor, planes: torch.Tensor) -> None:
-        """masks: (B, units, P) bool; planes: (B, planes, P) label numbers (0 = none)."""
-        present = torch.unique(planes)
-        present = present[present > 0]
+    def update(self, masks: torch.Tensor, labels: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """masks: (B, units, P) bool; labels: `label_onehot` of the batch's label planes."""
+        present, onehot = labels
         if present.numel() == 0:
             return
-        batch, pixels = masks.shape[0], masks.shape[2]
-        column = torch.where(planes > 0, torch.searchsorted(present, planes) + 1, 0)
-        onehot = torch.zeros((batch, pixels, present.numel() + 1), device=masks.device)
-        onehot.scatter_(2, column.transpose(1, 2), 1.0)        # a pixel counts once per label
-        onehot = onehot[:, :, 1:]
         maskf = masks.float()
         inter = torch.bmm(maskf, onehot)                      # (B, units, labels present)
         area = maskf.sum(2)                                   # (B, units)
@@ -147,6 +141,18 @@ class ConceptTally:
         union = self.unit_in_category[:, primary] + self.label_area.unsqueeze(0) - self.both
         iou = torch.where(union > 0, self.both / union.clamp_min(1e-12), torch.zeros_like(union))
         return iou * used.unsqueeze(0)
+
+
+def label_onehot(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, planes, P) label numbers (0 = none) -> (labels present (K,), (B, P, K) float32 one-hot);
+    a pixel counts once per label. Built once per batch and shared by every layer's tally."""
+    present = torch.unique(planes)
+    present = present[present > 0]
+    batch, _, pixels = planes.shape
+    column = torch.where(planes > 0, torch.searchsorted(present, planes) + 1, 0)
+    onehot = torch.zeros((batch, pixels, present.numel() + 1), device=planes.device)
+    onehot.scatter_(2, column.transpose(1, 2), 1.0)
+    return present, onehot[:, :, 1:]
 
 
 def unit_masks(features: torch.Tensor, thresholds: torch.Tensor, shape) -> torch.Tensor:
@@ -192,9 +198,9 @@ def dissect(model, broden: Broden, cfg: dict | None = None, device: str | torch.
 
     tallies = {name: ConceptTally(len(t), label_category, cfg["union"], device) for name, t in thresholds.items()}
     for _, planes, feats in batches():
-        planes = planes.flatten(2).long()
+        labels = label_onehot(planes.flatten(2).long())
         for name, f in feats.items():
-            tallies[name].update(unit_masks(f, thresholds[name], broden.seg_shape), planes)
+            tallies[name].update(unit_masks(f, thresholds[name], broden.seg_shape), labels)
     return {"settings": cfg, "layers": layers,
             "thresholds": {n: t.cpu() for n, t in thresholds.items()},
             "iou": {n: t.iou().cpu() for n, t in tallies.items()},

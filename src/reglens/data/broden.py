@@ -98,7 +98,9 @@ class Broden:
     def __init__(self, root: str | Path, categories: list[str] | None = None):
         self.root = Path(root)
         cat_rows = _read_csv(self.root / "category.csv")
-        _need(cat_rows[0] if cat_rows else {"name": 0}, ["name"], self.root / "category.csv")
+        if not cat_rows:
+            raise BrodenFormatError(f"{self.root / 'category.csv'} lists no categories")
+        _need(cat_rows[0], ["name"], self.root / "category.csv")
         available = [r["name"] for r in cat_rows]
         if categories is None:
             categories = available
