@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from reglens import models, robustness
-from reglens.train import resolve_device
+from reglens import attacks, models
+from reglens.device import resolve_device
 
 
 def timed(fn, device, repeats):
@@ -47,7 +47,7 @@ def main():
     x = torch.rand(args.n, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.n,), device=device)
     alpha = 2.5 * args.eps / args.steps
-    ours = lambda: [robustness.pgd(model, x[i:i + args.batch_size], y[i:i + args.batch_size], args.eps, alpha,
+    ours = lambda: [attacks.pgd(model, x[i:i + args.batch_size], y[i:i + args.batch_size], args.eps, alpha,
                                    args.steps) for i in range(0, args.n, args.batch_size)]
     attack = torchattacks.PGD(model, eps=args.eps, alpha=alpha, steps=args.steps, random_start=True)
     theirs = lambda: [attack(x[i:i + args.batch_size], y[i:i + args.batch_size])

@@ -20,7 +20,7 @@ import torch
 from reglens import dissect, models
 from reglens.data.broden import Broden, BrodenImages
 from reglens.data.synthetic_broden import write_broden
-from reglens.train import resolve_device
+from reglens.device import resolve_device
 
 
 def sync(device):

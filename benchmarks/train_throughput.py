@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from reglens import models, regularizers
 from reglens.data import TensorData
-from reglens.train import resolve_device, train
+from reglens.device import resolve_device
+from reglens.train import train
 
 
 def synthetic(n: int, channels: int, size: int, classes: int, seed: int = 0) -> TensorData:

@@ -20,6 +20,6 @@ def digits_file(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits(digits_file):
-    from reglens import data
+    from reglens.stages.common import load_dataset
 
-    return data.load(digits_file)
+    return load_dataset(digits_file)

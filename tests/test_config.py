@@ -75,3 +75,15 @@ def test_invalid_config_fails_before_any_job(tmp_path):
     run = _snakemake("all", "-n", "--configfile", str(path))
     assert run.returncode != 0
     assert "resnet19" in run.stderr + run.stdout and "valid:" in run.stderr + run.stdout
+
+
+def test_config_readme_is_generated_from_the_schema_and_every_key_is_described():
+    rows = config.schema_rows(config.schema())
+    undescribed = [key for key, _, _, text in rows if not text]
+    assert not undescribed, undescribed
+    assert (REPO / "config" / "README.md").read_text() == config.config_doc(), \
+        "config/README.md is stale: python -m reglens config-doc > config/README.md"
+    keys = {key for key, *_ in rows}
+    assert {"explain.options.ig_steps", "studies.<name>.train.epochs", "dissect.broden.synthetic.seed"} <= keys
+    defaults = {key: default for key, _, default, _ in rows}
+    assert defaults["studies.<name>.train.epochs"] == "`10`" and defaults["device"] == "`auto`"

@@ -8,6 +8,8 @@ import torch
 
 from reglens import data
 from reglens.data import cifar, download, mnist, synthetic
+from reglens.stages import data as data_stage
+from reglens.stages.common import load_dataset
 
 
 @pytest.mark.parametrize("num_classes", [10, 100])
@@ -21,8 +23,8 @@ def test_cifar_archive_round_trip_through_download(tmp_path, num_classes, monkey
     monkeypatch.setitem(data.DATASETS[name].remote, "archive", fake)
 
     out = tmp_path / f"{name}.pt"
-    data.prepare(name, out, tmp_path / "downloads")
-    loaded = data.load(out)
+    data_stage.prepare(name, out, tmp_path / "downloads")
+    loaded = load_dataset(out)
     n_train = 35
     assert loaded.x_train.shape == (n_train, 3, 32, 32) and loaded.x_test.shape == (5, 3, 32, 32)
     np.testing.assert_array_equal(loaded.x_train.numpy(), written["train_x"])
@@ -53,7 +55,7 @@ def test_corrupted_archive_is_rejected_by_checksum(tmp_path):
 
 def test_offline_staging_missing_file_says_where(tmp_path):
     with pytest.raises(download.MissingOfflineFile) as info:
-        data.fetch_raw("cifar10", tmp_path / "dl", offline_dir=tmp_path / "offline")
+        data_stage.fetch_raw("cifar10", tmp_path / "dl", offline_dir=tmp_path / "offline")
     message = str(info.value)
     assert "cifar-10-python.tar.gz" in message and str(tmp_path / "offline") in message
     assert "c58f30108f718f92721af3b95e74349a" in message
@@ -66,10 +68,10 @@ def test_mnist_idx_staged_offline(tmp_path):
         for key, remote in real.items():
             mnist.REMOTE[key] = download.RemoteFile(
                 remote.filename, remote.urls, download.md5sum(tmp_path / "offline" / remote.filename))
-        out = data.prepare("mnist", tmp_path / "mnist.pt", tmp_path / "dl", offline_dir=tmp_path / "offline")
+        out = data_stage.prepare("mnist", tmp_path / "mnist.pt", tmp_path / "dl", offline_dir=tmp_path / "offline")
     finally:
         mnist.REMOTE.update(real)
-    loaded = data.load(out)
+    loaded = load_dataset(out)
     np.testing.assert_array_equal(loaded.x_train[:, 0].numpy(), arrays["train_images"])
     np.testing.assert_array_equal(loaded.y_test.numpy(), arrays["test_labels"])
     assert loaded.x_train.dtype == torch.uint8 and loaded.y_train.dtype == torch.int64

@@ -12,11 +12,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from reglens import config, dissect
+from reglens import config, dissect, models
 from reglens.data import broden as broden_io
 from reglens.data.download import ChecksumError, md5sum
 from reglens.data.synthetic_broden import CATEGORIES, label_numbers, write_broden
 from reglens.models.base import Normalize
+from reglens.stages.common import save_model
+from reglens.stages.data import fetch_broden
+from reglens.stages.dissect import run_dissect
 
 N_KNOWN = 400
 
@@ -113,15 +116,15 @@ def test_fetch_unpacks_a_checksummed_zip_from_the_offline_folder(small, tmp_path
         broden_io.remote("broden1_227")
     wrong = "0" * 32
     with pytest.raises(ChecksumError):
-        broden_io.fetch_broden("broden1_227", tmp_path / "dl", tmp_path / "b227", offline, md5=wrong)
+        fetch_broden("broden1_227", tmp_path / "dl", tmp_path / "b227", offline, md5=wrong)
     assert not (tmp_path / "b227").exists()
-    out = broden_io.fetch_broden("broden1_227", tmp_path / "dl", tmp_path / "b227", offline, md5=md5)
+    out = fetch_broden("broden1_227", tmp_path / "dl", tmp_path / "b227", offline, md5=md5)
     assert len(broden_io.Broden(out)) == 48
     assert not list(tmp_path.glob("*.unpacking"))
     # the official archive's checksum is built in: a staged file that differs is refused
     shutil.copy(offline / "broden1_227.zip", offline / "broden1_224.zip")
     with pytest.raises(ChecksumError, match=broden_io.KNOWN_MD5["broden1_224"]):
-        broden_io.fetch_broden("broden1_224", tmp_path / "dl2", tmp_path / "b224", offline)
+        fetch_broden("broden1_224", tmp_path / "dl2", tmp_path / "b224", offline)
 
 
 def test_config_checks_the_broden_source():
@@ -225,13 +228,11 @@ def test_dissection_names_the_units_built_to_detect_concepts(known):
 
 
 def test_run_dissect_writes_units_summary_and_figure_data(known, tmp_path):
-    from reglens import models
-
     root, _ = known
     model = models.build("simplecnn", 3, 32, 10, width=0.25)
-    models.save(model, "simplecnn", {"in_channels": 3, "input_size": 32, "num_classes": 10, "width": 0.25},
+    save_model(model, "simplecnn", {"in_channels": 3, "input_size": 32, "num_classes": 10, "width": 0.25},
                 tmp_path / "model.pt")
-    summary = dissect.run_dissect(tmp_path / "model.pt", root, tmp_path / "out",
+    summary = run_dissect(tmp_path / "model.pt", root, tmp_path / "out",
                                   {"input_size": 32, "workers": 0, "top_units": 3, "top_images": 2}, "cpu")
     units = __import__("pandas").read_csv(tmp_path / "out" / "units.csv")
     assert len(units) == summary["total"]["units"] == 8 + 16

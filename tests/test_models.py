@@ -5,6 +5,7 @@ import torchvision
 from torch import nn
 
 from reglens import models
+from reglens.stages.common import load_model, save_model
 
 SIZES = {"cifar": (3, 32, 10), "mnist": (1, 28, 10), "digits": (1, 8, 10), "cifar100": (3, 32, 100)}
 CONFIGURED = [(arch, "cifar") for arch in ("simplecnn", "ddnet", "resnet18", "resnet50", "vgg19")] + \
@@ -35,10 +36,10 @@ def test_save_load_weights_only(tmp_path):
     model = models.build("resnet18", 3, 32, 10, width=0.125, dropout=0.2, mean=[0.1, 0.2, 0.3], std=[1, 2, 3])
     model.eval()
     path = tmp_path / "model.pt"
-    models.save(model, "resnet18", {"in_channels": 3, "input_size": 32, "num_classes": 10, "width": 0.125,
+    save_model(model, "resnet18", {"in_channels": 3, "input_size": 32, "num_classes": 10, "width": 0.125,
                                     "dropout": 0.2, "mean": [0.1, 0.2, 0.3], "std": [1, 2, 3]}, path)
     torch.load(path, weights_only=True)
-    loaded = models.load(path)
+    loaded = load_model(path)
     x = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     assert [m.p for m in loaded.dropout_modules()] == [0.2]

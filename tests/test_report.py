@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 
 from reglens import aggregate, report
+from reglens import stats as reglens_stats
 
 
 def tidy_frame(values: dict, metric="gini", stage="explain"):
@@ -18,18 +19,18 @@ def tidy_frame(values: dict, metric="gini", stage="explain"):
 
 def test_summary_mean_and_t_interval_match_scipy():
     vals = [0.9, 0.92, 0.95, 0.91, 0.97]
-    s = aggregate.summarize(tidy_frame({"none": vals})).iloc[0]
+    s = reglens_stats.summarize(tidy_frame({"none": vals})).iloc[0]
     lo, hi = stats.t.interval(0.95, len(vals) - 1, loc=np.mean(vals), scale=stats.sem(vals))
     assert s["mean"] == pytest.approx(np.mean(vals)) and s["n"] == 5
     assert s.ci_low == pytest.approx(lo) and s.ci_high == pytest.approx(hi)
-    single = aggregate.summarize(tidy_frame({"none": [0.5]})).iloc[0]
+    single = reglens_stats.summarize(tidy_frame({"none": [0.5]})).iloc[0]
     assert np.isnan(single.ci_low)
 
 
 def test_holm_hand_computed():
-    assert aggregate.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert aggregate.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
-    out = aggregate.holm([float("nan"), 0.02])
+    assert reglens_stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert reglens_stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    out = reglens_stats.holm([float("nan"), 0.02])
     assert np.isnan(out[0]) and out[1] == pytest.approx(0.02)
 
 
@@ -38,7 +39,7 @@ def test_paired_comparison_against_scipy_on_planted_effect():
     base = rng.normal(0.5, 0.05, 6)
     up = base + 0.2 + rng.normal(0, 0.01, 6)  # planted: +0.2 on the same seeds
     same = base + np.array([0.01, -0.01, 0.02, -0.02, 0.005, -0.005])  # planted: no change on average
-    table = aggregate.compare_to_baseline(tidy_frame({"none": base, "up": up, "same": same}))
+    table = reglens_stats.compare_to_baseline(tidy_frame({"none": base, "up": up, "same": same}))
     row = table.set_index("reg")
     assert row.loc["up", "mean_diff"] == pytest.approx(np.mean(up - base))
     p_up = stats.ttest_rel(up, base).pvalue
@@ -53,7 +54,7 @@ def test_paired_comparison_against_scipy_on_planted_effect():
 def test_ranking_orders_by_mean_and_reports_the_accuracy_cost():
     tidy = pd.concat([tidy_frame({"none": [0.3, 0.3], "l2": [0.6, 0.6]}),
                       tidy_frame({"none": [0.9, 0.9], "l2": [0.85, 0.85]}, metric="test_acc", stage="train")])
-    r = aggregate.ranking(aggregate.summarize(tidy))
+    r = reglens_stats.ranking(reglens_stats.summarize(tidy))
     best = r[(r.metric == "gini") & (r["rank"] == 1)].iloc[0]
     assert best.reg == "l2" and best.accuracy_vs_none == pytest.approx(-0.05)
 
@@ -67,10 +68,10 @@ def test_report_is_self_contained_and_names_the_significant_change(tmp_path):
                       tidy_frame({"none": [0.9] * 5, "jacobian": [0.88] * 5}, metric="test_acc", stage="train")])
     tables = tmp_path / "tables"
     tables.mkdir()
-    summary = aggregate.summarize(tidy)
+    summary = reglens_stats.summarize(tidy)
     summary.to_csv(tables / "summary.csv", index=False)
-    aggregate.compare_to_baseline(tidy).to_csv(tables / "comparisons.csv", index=False)
-    aggregate.ranking(summary).to_csv(tables / "ranking.csv", index=False)
+    reglens_stats.compare_to_baseline(tidy).to_csv(tables / "comparisons.csv", index=False)
+    reglens_stats.ranking(summary).to_csv(tables / "ranking.csv", index=False)
     pd.DataFrame(columns=aggregate.KEYS + ["stage", "file"]).to_csv(tables / "missing.csv", index=False)
     figures = tmp_path / "figures"
     figures.mkdir()

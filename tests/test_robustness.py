@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reglens import regularizers, robustness
+from reglens import attacks, regularizers, robustness
 from reglens.train import evaluate, train
 
 EPS = [0.0, 0.02, 0.05, 0.1, 0.2]
@@ -49,8 +49,8 @@ def test_accuracy_does_not_rise_with_eps_and_pgd_is_never_weaker(curves):
 @pytest.mark.parametrize("norm,eps", [("linf", 0.05), ("l2", 0.5)])
 def test_perturbations_stay_in_the_ball_and_pixel_range(trained, norm, eps):
     model, x, y = trained
-    for adv in (robustness.pgd(model, x[:64], y[:64], eps, eps / 4, 10, norm),
-                robustness.fgsm(model, x[:64], y[:64], eps, norm)):
+    for adv in (attacks.pgd(model, x[:64], y[:64], eps, eps / 4, 10, norm),
+                attacks.fgsm(model, x[:64], y[:64], eps, norm)):
         delta = (adv - x[:64]).flatten(1)
         size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
         assert size.max() <= eps + 1e-6
@@ -63,7 +63,7 @@ def test_same_adversarial_accuracy_as_torchattacks(trained, norm):
     model, x, y = trained
     eps = 0.05 if norm == "linf" else 0.6
     alpha, steps = 2.5 * eps / 10, 10
-    ours = robustness.pgd(model, x, y, eps, alpha, steps, norm)
+    ours = attacks.pgd(model, x, y, eps, alpha, steps, norm)
     cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
     torch.manual_seed(0)
     theirs = cls(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
@@ -73,7 +73,7 @@ def test_same_adversarial_accuracy_as_torchattacks(trained, norm):
     assert abs(acc_ours - acc_theirs) <= 0.01, (acc_ours, acc_theirs)
     if norm == "linf":
         fgsm_theirs = torchattacks.FGSM(model, eps=eps)(x, y)
-        torch.testing.assert_close(robustness.fgsm(model, x, y, eps), fgsm_theirs)
+        torch.testing.assert_close(attacks.fgsm(model, x, y, eps), fgsm_theirs)
 
 
 def test_total_variation_hand_computed():

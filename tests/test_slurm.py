@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from conftest import REPO
-from reglens import data, regularizers
+from reglens import regularizers
+from reglens.stages.common import load_dataset
 from reglens.train import train
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -78,7 +79,7 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
 
     metrics = json.loads((cell / "metrics.json").read_text())
     assert metrics["resumed_from_epoch"] >= 3  # the retry continued from the checkpoint
-    digits = data.load(tmp_path / "resources" / "data" / "digits.pt")
+    digits = load_dataset(tmp_path / "resources" / "data" / "digits.pt")
     # CPU float sums depend on the thread count: compare at the job's (recorded in its provenance)
     threads = torch.get_num_threads()
     torch.set_num_threads(metrics["provenance"]["torch_threads"])

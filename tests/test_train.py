@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from reglens import models, regularizers
-from reglens.train import NonFiniteLoss, augment, lr_at, merged_train_config, run_cell, train
+from reglens.stages.common import load_model
+from reglens.stages.train import FileCheckpoint, run_cell
+from reglens.train import NonFiniteLoss, augment, lr_at, merged_train_config, train
 
 FAST = {"epochs": 3, "lr": 0.05, "batch_size": 128}
 NONE = regularizers.build("none", {"none": []})
@@ -59,11 +61,11 @@ def test_resume_after_interruption_matches_uninterrupted(digits, tmp_path):
         if epoch == 1:
             raise KeyboardInterrupt("preempted")
 
-    ckpt = tmp_path / "train_state.pt"
+    ckpt = FileCheckpoint(tmp_path / "train_state.pt")
     with pytest.raises(KeyboardInterrupt):
         train(digits, "lenet", regs, cfg, {"width": 0.5}, seed=0, device="cpu", checkpoint=ckpt,
               on_epoch_end=kill_after_second_epoch)
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    assert ckpt.load()["epoch"] == 1
     resumed = train(digits, "lenet", regs, cfg, {"width": 0.5}, seed=0, device="cpu", checkpoint=ckpt)
     assert resumed.metrics["resumed_from_epoch"] == 2
     for key in ("train_acc", "train_loss", "test_acc", "test_loss"):
@@ -72,7 +74,7 @@ def test_resume_after_interruption_matches_uninterrupted(digits, tmp_path):
 
 
 def test_checkpoint_of_another_configuration_is_not_resumed(digits, tmp_path):
-    ckpt = tmp_path / "train_state.pt"
+    ckpt = FileCheckpoint(tmp_path / "train_state.pt")
     train(digits, "lenet", NONE, {**FAST, "epochs": 1}, {"width": 0.5}, seed=0, device="cpu", checkpoint=ckpt)
     other = train(digits, "lenet", NONE, {**FAST, "epochs": 2, "lr": 0.01}, {"width": 0.5}, seed=0,
                   device="cpu", checkpoint=ckpt)
@@ -81,17 +83,17 @@ def test_checkpoint_of_another_configuration_is_not_resumed(digits, tmp_path):
 
 def test_nan_loss_stops_the_cell_without_a_model(digits_file, tmp_path):
     with pytest.raises(NonFiniteLoss, match="lr"):
-        run_cell(digits_file, tmp_path / "cell", "simplecnn", NONE, {"arch": "simplecnn"},
-                 {"epochs": 2, "lr": 1e12, "momentum": 0.0}, {"width": 0.25}, seed=0, device="cpu")
+        run_cell(digits_file, tmp_path / "cell", {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
+                 {"epochs": 2, "lr": 1e12, "momentum": 0.0}, {"width": 0.25}, device="cpu")
     assert not (tmp_path / "cell" / "model.pt").exists()
     assert not (tmp_path / "cell" / "metrics.json").exists()
 
 
 def test_run_cell_outputs_agree_with_the_model(digits_file, digits, tmp_path):
     out = tmp_path / "cell"
-    metrics = run_cell(digits_file, out, "simplecnn", NONE, {"arch": "simplecnn", "seed": 0},
-                       {**FAST, "epochs": 2}, {"width": 0.25}, seed=0, device="cpu")
-    model = models.load(out / "model.pt")
+    metrics = run_cell(digits_file, out, {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
+                       {**FAST, "epochs": 2}, {"width": 0.25}, device="cpu")
+    model = load_model(out / "model.pt")
     with torch.no_grad():
         pred = model(digits.x_test.float() / 255).argmax(1)
     assert metrics["test_acc"] == pytest.approx((pred == digits.y_test).sum().item() / len(pred), abs=1e-12)

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from conftest import REPO
-from reglens import data, dissect, models
+from reglens import dissect
+from reglens.stages.common import load_dataset, load_model
 
 TINY = {
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
@@ -55,7 +56,7 @@ def study(tmp_path_factory):
 @pytest.mark.slow
 def test_tiny_study_end_to_end(study):
     tmp_path = study
-    digits = data.load(tmp_path / "resources" / "data" / "digits.pt")
+    digits = load_dataset(tmp_path / "resources" / "data" / "digits.pt")
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 4, "weights": 4,
                 "explain": 3 * 2 + 2 + 1, "dissect": 4 + 4 * 2 + 5}
@@ -66,7 +67,7 @@ def test_tiny_study_end_to_end(study):
         for reg in ("none", "l2"):
             cell = tmp_path / "results" / "tiny" / arch / reg / "seed0"
             metrics = json.loads((cell / "metrics.json").read_text())
-            model = models.load(cell / "model.pt")
+            model = load_model(cell / "model.pt")
             with torch.no_grad():
                 logits = model(digits.x_test.float() / 255)
             acc = (logits.argmax(1) == digits.y_test).sum().item() / len(digits.y_test)

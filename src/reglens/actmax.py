@@ -95,19 +95,3 @@ def default_objectives(model, num_classes: int, units_per_layer: int) -> list[tu
         channels = convs[-1].out_channels
         objectives += [(layer, c) for c in range(min(units_per_layer, channels))]
     return objectives + [(None, k) for k in range(num_classes)]
-
-
-def run_actmax(model_path, out_path, cfg: dict | None = None, device: str = "auto") -> None:
-    """Maximize the first units of every named layer and every class logit; save images and labels."""
-    from reglens import models
-    from reglens.io import torch_save
-    from reglens.train import resolve_device
-
-    cfg = {**ACTMAX_DEFAULTS, **(cfg or {})}
-    dev = resolve_device(device)
-    model = models.load(model_path, dev)
-    blob = torch.load(model_path, map_location="cpu", weights_only=True)["kwargs"]
-    objectives = default_objectives(model, blob["num_classes"], cfg.pop("units_per_layer"))
-    images = maximize(model, (blob["in_channels"], blob["input_size"], blob["input_size"]), objectives, **cfg)
-    torch_save({"images": images.cpu(), "layers": [layer or "logit" for layer, _ in objectives],
-                "units": [index for _, index in objectives]}, out_path)

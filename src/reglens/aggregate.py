@@ -1,22 +1,23 @@
 """Gather per-cell outputs into tidy long tables: one row per cell x stage x metric."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
+
+from reglens.io import read_csv, read_json
 
 KEYS = ["study", "dataset", "arch", "reg", "seed"]
 TRAIN_METRICS = ["train_acc", "train_loss", "test_acc", "test_loss", "train_seconds", "images_per_s"]
 
 def _train(path: Path) -> dict:
-    metrics = json.loads(path.read_text())
+    metrics = read_json(path)
     return {k: metrics[k] for k in TRAIN_METRICS}
 
 
 def _attacks(path: Path) -> dict:
     out = {}
-    for row in pd.read_csv(path).itertuples():
+    for row in read_csv(path).itertuples():
         name = "fgsm" if row.attack == "fgsm" else f"pgd{row.steps}"
         out[f"{name}_{row.norm}_acc@{row.eps:.4g}"] = row.accuracy
         out[f"{name}_{row.norm}_loss@{row.eps:.4g}"] = row.mean_loss
@@ -24,12 +25,12 @@ def _attacks(path: Path) -> dict:
 
 
 def _calibration(path: Path) -> dict:
-    summary = json.loads(path.read_text())
+    summary = read_json(path)
     return {k: summary[k] for k in ("ece", "nll", "brier")}
 
 
 def _boundary(path: Path) -> dict:
-    table = pd.read_csv(path)
+    table = read_csv(path)
     out = {}
     for plane, group in table.groupby("plane"):
         for col in ("tv_isotropic_per_pixel", "tv_anisotropic_per_pixel"):
@@ -38,21 +39,21 @@ def _boundary(path: Path) -> dict:
 
 
 def _weights(path: Path) -> dict:
-    table = pd.read_csv(path)
+    table = read_csv(path)
     return {"weights_l2_total": float((table.l2 ** 2).sum() ** 0.5), "weights_l1_total": float(table.l1.sum()),
             "weights_frac_near_zero": float((table.frac_near_zero * table.params).sum() / table.params.sum()),
             "weights_sigma_max_mean": float(table.sigma_max.mean())}
 
 
 def _explain(path: Path) -> dict:
-    table = pd.read_csv(path)
+    table = read_csv(path)
     out = {f"{row.method}_{row.metric}": row.value for row in table.itertuples()}
     folder = path.parent
-    mprt = pd.read_csv(folder / "mprt.csv")
+    mprt = read_csv(folder / "mprt.csv")
     for method, group in mprt.groupby("method"):
         out[f"{method}_mprt_top_layer"] = group.sort_values("depth").spearman.iloc[0]
         out[f"{method}_mprt_all_layers"] = group.sort_values("depth").spearman.iloc[-1]
-    agreement = pd.read_csv(folder / "agreement.csv")
+    agreement = read_csv(folder / "agreement.csv")
     explanations = agreement[~agreement.method_a.isin(["random", "sobel"]) & ~agreement.method_b.isin(["random", "sobel"])]
     if len(explanations):
         out["method_agreement_mean"] = explanations.spearman.mean()
@@ -61,7 +62,7 @@ def _explain(path: Path) -> dict:
 
 def _roar(path: Path) -> dict:
     out = {}
-    for row in pd.read_csv(path).itertuples():
+    for row in read_csv(path).itertuples():
         out[f"{row.mode}_score_{row.method}"] = row.score
         out[f"{row.mode}_acc@{row.max_fraction:g}_{row.method}"] = row.acc_at_max_fraction
     return out
@@ -69,7 +70,7 @@ def _roar(path: Path) -> dict:
 
 def _dissect(path: Path) -> dict:
     """Detector counts, named by how unique concepts are counted (see reglens.dissect.COUNTING)."""
-    summary = json.loads(path.read_text())
+    summary = read_json(path)
     out = {}
     for scope, counts in [("", summary["total"])] + [(f"@{layer.removeprefix('body.')}", c)
                                                        for layer, c in summary["layers"].items()]:
@@ -114,7 +115,7 @@ def concat_cell_tables(results_root, cells: list[dict], filename: str) -> pd.Dat
     for cell in cells:
         path = cell_folder(results_root, cell) / filename
         if path.exists():
-            frame = pd.read_csv(path)
+            frame = read_csv(path)
             for i, key in enumerate(KEYS):
                 frame.insert(i, key, cell[key])
             frames.append(frame)
@@ -140,80 +141,3 @@ def collect(results_root: str | Path, cells: list[dict], roar_cells=(),
                              "value": float(value)})
     tidy = pd.DataFrame(rows, columns=KEYS + ["stage", "metric", "value"])
     return tidy, pd.DataFrame(missing, columns=KEYS + ["stage", "file"])
-
-
-# ---------------------------------------------------------------- statistics across seeds
-
-GROUP = ["study", "dataset", "arch", "reg"]
-EXPLAINABILITY_STAGES = ("explain", "roar", "dissect")
-
-
-def summarize(tidy: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per study x arch x regularizer x metric: mean over seeds, standard deviation, n, and the
-    two-sided Student-t confidence interval of the mean (NaN with a single seed)."""
-    from scipy import stats
-
-    grouped = tidy.groupby(GROUP + ["stage", "metric"]).value
-    out = grouped.agg(mean="mean", std="std", n="count").reset_index()
-    sem = out["std"] / out["n"] ** 0.5
-    half = stats.t.ppf(0.5 + confidence / 2, (out["n"] - 1).clip(lower=1)) * sem
-    out["ci_low"] = (out["mean"] - half).where(out["n"] > 1)
-    out["ci_high"] = (out["mean"] + half).where(out["n"] > 1)
-    return out
-
-
-def holm(pvalues) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN."""
-    import math
-
-    indexed = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
-    m = len(indexed)
-    adjusted = [float("nan")] * len(pvalues)
-    running = 0.0
-    for rank, (p, i) in enumerate(indexed):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return adjusted
-
-
-def compare_to_baseline(tidy: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
-    """Each regularizer against `baseline` on the same study, architecture, metric and seeds: the mean
-    paired difference, a paired t-test across seeds, and Holm's correction within each
-    (study, metric) family."""
-    from scipy import stats
-
-    rows = []
-    keys = ["study", "dataset", "arch", "stage", "metric"]
-    for key, group in tidy.groupby(keys):
-        base = group[group.reg == baseline].set_index("seed").value
-        if base.empty:
-            continue
-        for reg, other in group[group.reg != baseline].groupby("reg"):
-            paired = pd.concat([other.set_index("seed").value, base], axis=1, keys=["reg", "base"]).dropna()
-            diff = paired["reg"] - paired["base"]
-            p = float("nan")
-            if len(diff) > 1 and diff.std() > 0:  # else the t statistic is undefined: p stays NaN
-                p = float(stats.ttest_rel(paired["reg"], paired["base"]).pvalue)
-            rows.append({**dict(zip(keys, key)), "reg": reg, "baseline": baseline, "n_pairs": len(diff),
-                         "mean_diff": float(diff.mean()) if len(diff) else float("nan"), "p_value": p})
-    out = pd.DataFrame(rows, columns=keys + ["reg", "baseline", "n_pairs", "mean_diff", "p_value"])
-    out["p_holm"] = float("nan")
-    for _, idx in out.groupby(["study", "metric"]).groups.items():
-        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].tolist())
-    return out
-
-
-def ranking(summary: pd.DataFrame, accuracy_metric: str = "test_acc") -> pd.DataFrame:
-    """Per study x arch x explainability metric: regularizers ranked by their mean (1 = highest),
-    with the test accuracy each costs (-) or gains (+) against `none`."""
-    acc = summary[summary.metric == accuracy_metric].set_index(["study", "arch", "reg"])["mean"]
-    rows = []
-    explain = summary[summary.stage.isin(EXPLAINABILITY_STAGES)]
-    for (study, arch, metric), group in explain.groupby(["study", "arch", "metric"]):
-        group = group.sort_values("mean", ascending=False)
-        base_acc = acc.get((study, arch, "none"), float("nan"))
-        for rank, row in enumerate(group.itertuples(), start=1):
-            rows.append({"study": study, "arch": arch, "metric": metric, "rank": rank, "reg": row.reg,
-                         "mean": row.mean, "accuracy": acc.get((study, arch, row.reg), float("nan")),
-                         "accuracy_vs_none": acc.get((study, arch, row.reg), float("nan")) - base_acc})
-    return pd.DataFrame(rows)

@@ -8,9 +8,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import actmax, attribution, data, dissect, models, regularizers, roar
-
+from reglens import actmax, attribution, data, dissect, models, regularizers, roar, robustness
 from reglens.data import broden as broden_io
+from reglens.train import TRAIN_DEFAULTS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -19,14 +19,34 @@ class ConfigError(ValueError):
     pass
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key defined twice in one mapping (YAML itself keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                raise ConfigError(f"{key_node.start_mark.name}: key {key!r} is defined twice in the same mapping "
+                                  f"(lines {seen[key]} and {line}); YAML would silently keep the second. Keep one.")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str | Path) -> dict:
+    """A YAML file as a dict; a syntax error names the file, line and column; a duplicate key both lines."""
     try:
         with open(path) as handle:
-            loaded = yaml.safe_load(handle)
+            loaded = yaml.load(handle, Loader=_StrictLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        tabs = " (YAML indents with spaces; a tab cannot start a line)" if "\\t" in str(exc) or "tab" in what else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {what}{tabs}. Fix that line and rerun.") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path}: expected a mapping at the top level")
     return loaded
@@ -103,6 +123,19 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     return cfg
 
 
+def used_regularizers(cfg: dict) -> list[str]:
+    """Variant names some study or the ROAR learner uses, with the parts of the names joined by '+'."""
+    names = {reg for study in cfg["studies"].values() for reg in study["regularizers"]}
+    names.add(cfg["roar"]["learner"]["reg"])
+    parts = {part for name in names if name not in cfg["regularizers"] for part in name.split("+")}
+    return sorted(n for n in names | parts if n in cfg["regularizers"])
+
+
+def used_config(cfg: dict) -> dict:
+    """The config without the regularizer variants nothing uses: what the results depend on."""
+    return {**cfg, "regularizers": {name: cfg["regularizers"][name] for name in used_regularizers(cfg)}}
+
+
 def _dissect_settings(cfg: dict) -> None:
     given = cfg.get("dissect", {})
     broden = {**dissect.BRODEN_DEFAULTS, **given.get("broden", {})}
@@ -129,8 +162,6 @@ def _check_roar(cfg: dict) -> None:
     if r["learner"]["arch"] is not None and r["learner"]["arch"] not in models.MODELS:
         raise ConfigError(f"roar.learner.arch: {r['learner']['arch']!r} is not valid; valid: {sorted(models.MODELS)}")
     _check_variant(r["learner"]["reg"], cfg["regularizers"], "roar.learner.reg")
-    from reglens.train import TRAIN_DEFAULTS
-
     unknown = set(r["train"]) - set(TRAIN_DEFAULTS)
     if unknown:
         raise ConfigError(f"roar.train: unknown key(s) {sorted(unknown)}; valid: {sorted(TRAIN_DEFAULTS)}")
@@ -176,3 +207,76 @@ def find_cell(cfg: dict, study: str, arch: str, reg: str, seed: int) -> Cell:
         if value not in options:
             raise ConfigError(f"studies.{study}.{key}: {value!r} is not configured; configured: {options}")
     return Cell(study, s["dataset"], arch, reg, int(seed))
+
+
+# ---------------------------------------------------------------- documentation from the schema
+
+MINIMAL = {"regularizers": {"none": []},
+           "studies": {"s": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none"], "seeds": [0]}}}
+
+
+def default_tree() -> dict:
+    """Every setting's default, as validation fills it in (studies.<name> shows a study's)."""
+    cfg = validate(MINIMAL)
+    cfg["robustness"] = robustness.merged_config(cfg["robustness"])
+    cfg["studies"] = {"<name>": {"model": {"width": 1.0}, "train": TRAIN_DEFAULTS}}
+    cfg["regularizers"] = {}
+    return cfg
+
+
+def _allowed(node: dict) -> str:
+    if node.get("enum"):
+        return " \\| ".join(f"`{v}`" for v in node["enum"])
+    kinds = node.get("type", "object" if "properties" in node else "")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    text = " or ".join(str(k) for k in kinds if k)
+    bounds = [f"{sym} {node[key]}" for key, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"),
+                                                    ("maximum", "≤"), ("exclusiveMaximum", "<")) if key in node]
+    if node.get("type") == "array" and "items" in node:
+        inner = _allowed(node["items"])
+        text = f"list of {inner}" if inner else "list"
+    return text + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _default(tree, path):
+    for part in path:
+        if not isinstance(tree, dict) or part not in tree:
+            return ""
+        tree = tree[part]
+    if isinstance(tree, dict):
+        return ""
+    return f"`{yaml.safe_dump(tree, default_flow_style=True).strip().removesuffix('...').strip()}`"
+
+
+def schema_rows(node: dict, path: tuple = (), defaults: dict | None = None) -> list[tuple[str, str, str, str]]:
+    """(key, allowed values, default, description) for every key of the schema, depth first."""
+    defaults = default_tree() if defaults is None else defaults
+    rows = []
+    for key, child in node.get("properties", {}).items():
+        here = path + (key,)
+        text = " ".join(child.get("description", "").split()).replace("|", "\\|")
+        rows.append((".".join(here), _allowed(child), _default(defaults, here), text))
+        rows += schema_rows(child, here, defaults)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("properties"):
+        rows += schema_rows(extra, path + ("<name>",), defaults)
+    return rows
+
+
+def config_doc(schema_path: str | Path = SCHEMA_PATH) -> str:
+    """config/README.md: every config key, from the schema's descriptions and the defaults."""
+    tree = schema(schema_path)
+    lines = ["# Configuration", "",
+             "Generated from `workflow/schemas/config.schema.yaml` by `python -m reglens config-doc`; do not edit.",
+             "A config is validated before any job runs; a bad key fails naming its path and the valid choices.",
+             "`config/demo.yaml` is the default (the demo study); `config/config.yaml` is the full study.", "",
+             "| key | allowed | default | meaning |", "|---|---|---|---|"]
+    for key, allowed, default, text in schema_rows(tree):
+        lines.append(f"| `{key}` | {allowed} | {default} | {text} |".replace("\n", " "))
+    lines += ["", "## Regularizer kinds", "",
+              "A variant under `regularizers` is a list of `{kind: <kind>, <key>: <value>}`; a key left out takes its default.",
+              "", "| kind | keys (defaults) | what it does |", "|---|---|---|"]
+    for kind, cls in sorted(regularizers.KINDS.items()):
+        keys = ", ".join(f"`{k}` ({v})" for k, v in cls.params.items()) or "—"
+        lines.append(f"| `{kind}` | {keys} | {cls.summary.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines) + "\n"

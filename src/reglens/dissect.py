@@ -15,7 +15,6 @@ one-hot label maps, restricted to the labels present in the batch.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -284,29 +283,6 @@ def figure_data(model, broden: Broden, result: dict, units: pd.DataFrame, device
                       "category": row["category"], "iou": float(row["iou"]), "images": pictures,
                       "unit_masks": masks.cpu(), "concept_masks": concept})
     return shown
-
-
-def run_dissect(model_path, broden_root, out_dir, cfg: dict | None = None, device: str = "auto") -> dict:
-    """Dissect one trained cell: dissect/units.csv, dissect/summary.json and dissect/top.pt."""
-    from reglens import models
-    from reglens.io import provenance, torch_save, write_csv, write_json
-    from reglens.train import resolve_device
-
-    cfg = settings(cfg)
-    dev = resolve_device(device)
-    out_dir = Path(out_dir)
-    model = models.load(model_path, dev)
-    broden = Broden(broden_root, cfg["categories"])
-    result = dissect(model, broden, cfg, dev)
-    units = unit_table(result)
-    summary = summarize(units, broden.categories, cfg)
-    summary["broden"] = {"root": str(broden_root), "images": len(broden), "labels": broden.num_labels - 1,
-                         "seg_shape": list(broden.seg_shape)}
-    summary["provenance"] = provenance(dev)
-    torch_save(figure_data(model, broden, result, units, dev), out_dir / "top.pt")
-    write_csv(out_dir / "units.csv", units)
-    write_json(out_dir / "summary.json", summary)
-    return summary
 
 
 def reference_iou_numpy(features: np.ndarray, planes: np.ndarray, label_category: np.ndarray,

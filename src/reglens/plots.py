@@ -1,14 +1,18 @@
 """Figures, drawn only from tables (CSV/JSON) and saved maps, never from models."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 
-from reglens.io import atomic_path  # noqa: E402
+from reglens.io import atomic_path, load_torch, read_csv, read_json  # noqa: E402
 
 
 def save(fig, path) -> None:
@@ -155,8 +159,6 @@ def roar_curves(curves: pd.DataFrame, path, title: str = "") -> None:
 # ---------------------------------------------------------------- study figures (from results/tables)
 
 def _seaborn():
-    import seaborn as sns
-
     sns.set_theme(style="whitegrid", context="paper")
     return sns
 
@@ -279,11 +281,6 @@ def actmax_across_regularizers(blobs: dict, stem) -> list[str]:
 
 def cell_figures(cell_dir, out_dir, title: str) -> list[str]:
     """Every per-cell figure, drawn from the cell's saved tables and maps."""
-    import json
-    from pathlib import Path
-
-    import torch
-
     cell_dir, out_dir = Path(cell_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     made = []
@@ -294,25 +291,25 @@ def cell_figures(cell_dir, out_dir, title: str) -> list[str]:
 
     rob, exp = cell_dir / "robustness", cell_dir / "explain"
     if (rob / "attacks.csv").exists():
-        attack_curves(pd.read_csv(rob / "attacks.csv"), target("attack_curves.png"), title)
+        attack_curves(read_csv(rob / "attacks.csv"), target("attack_curves.png"), title)
     if (rob / "boundary_maps.pt").exists():
-        maps = torch.load(rob / "boundary_maps.pt", weights_only=True)
-        boundary_maps(maps["maps"], pd.read_csv(rob / "boundary.csv"), maps["span"], target("boundaries.png"), title)
+        maps = load_torch(rob / "boundary_maps.pt")
+        boundary_maps(maps["maps"], read_csv(rob / "boundary.csv"), maps["span"], target("boundaries.png"), title)
     if (rob / "reliability.csv").exists():
-        reliability(pd.read_csv(rob / "reliability.csv"), json.loads((rob / "calibration.json").read_text()),
+        reliability(read_csv(rob / "reliability.csv"), read_json(rob / "calibration.json"),
                     target("reliability.png"), title)
     if (rob / "spectrum.csv").exists():
-        spectrum(pd.read_csv(rob / "spectrum.csv"), target("spectrum.png"), title)
+        spectrum(read_csv(rob / "spectrum.csv"), target("spectrum.png"), title)
     if (rob / "pca.csv").exists():
-        pca(pd.read_csv(rob / "pca.csv"), target("pca.png"), title)
+        pca(read_csv(rob / "pca.csv"), target("pca.png"), title)
     if (exp / "maps.pt").exists():
-        attribution_grid(torch.load(exp / "maps.pt", weights_only=True), target("maps.png"), title)
+        attribution_grid(load_torch(exp / "maps.pt"), target("maps.png"), title)
     if (exp / "actmax.pt").exists():
-        actmax_grid(torch.load(exp / "actmax.pt", weights_only=True), target("actmax.png"), title)
+        actmax_grid(load_torch(exp / "actmax.pt"), target("actmax.png"), title)
     if (cell_dir / "dissect" / "top.pt").exists():
-        dissection_units(torch.load(cell_dir / "dissect" / "top.pt", weights_only=True), target("dissection.png"), title)
+        dissection_units(load_torch(cell_dir / "dissect" / "top.pt"), target("dissection.png"), title)
     if (cell_dir / "roar" / "curves.csv").exists():
-        roar_curves(pd.read_csv(cell_dir / "roar" / "curves.csv"), target("roar_curves.png"), title)
+        roar_curves(read_csv(cell_dir / "roar" / "curves.csv"), target("roar_curves.png"), title)
     return made
 
 
@@ -320,17 +317,12 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[
     """Every figure of a study into `out_dir` (written to a temporary folder, then renamed):
     summary figures from results/tables, across-regularizer grids and per-cell figures from the
     cells' saved tables and maps."""
-    import shutil
-    from pathlib import Path
-
-    import torch
-
     tables_dir, results_root, out_dir = Path(tables_dir), Path(results_root), Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     made = []
-    summary = pd.read_csv(tables_dir / "summary.csv")
+    summary = read_csv(tables_dir / "summary.csv")
     present = set(summary.metric)
     labels = {"test_acc": "test accuracy", "ece": "expected calibration error",
               "tv_isotropic_random": "boundary TV per pixel (random planes)",
@@ -353,10 +345,10 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[
     made += per_method(summary, lambda m: m.removeprefix("dissect_unique_concepts@")
                        if m.startswith("dissect_unique_concepts@") else None,
                        tmp / "dissect_by_layer", "unique concepts (one label per unit)")
-    curves = pd.read_csv(tables_dir / "roar_curves.csv")
+    curves = read_csv(tables_dir / "roar_curves.csv")
     if len(curves):
         made += roar_study(curves, tmp / "roar_curves")
-    attacks = pd.read_csv(tables_dir / "attacks.csv")
+    attacks = read_csv(tables_dir / "attacks.csv")
     if len(attacks):
         made += robustness_study(attacks, tmp / "robustness_curves")
     frame = pd.DataFrame(cells)
@@ -364,10 +356,10 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[
         seed = group.seed.min()
         regs = sorted(group.reg.unique(), key=lambda r: (r != "none", r))
         folders = {reg: results_root / study / arch / reg / f"seed{seed}" / "explain" for reg in regs}
-        maps = {r: torch.load(f / "maps.pt", weights_only=True) for r, f in folders.items() if (f / "maps.pt").exists()}
+        maps = {r: load_torch(f / "maps.pt") for r, f in folders.items() if (f / "maps.pt").exists()}
         if maps:
             made += explain_across_regularizers(maps, tmp / f"maps_{study}_{arch}")
-        acts = {r: torch.load(f / "actmax.pt", weights_only=True) for r, f in folders.items() if (f / "actmax.pt").exists()}
+        acts = {r: load_torch(f / "actmax.pt") for r, f in folders.items() if (f / "actmax.pt").exists()}
         if acts:
             made += actmax_across_regularizers(acts, tmp / f"actmax_{study}_{arch}")
     for cell in cells:

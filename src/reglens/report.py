@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from reglens.io import atomic_path
+from reglens.dissect import COUNTING
+from reglens.io import atomic_path, read_csv
 
 QUESTION = ("How do regularizers change what a CNN learns, how explainable it is, and how robust it is?")
 
@@ -67,8 +68,6 @@ def findings(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
 
 def dissection_note(summary: pd.DataFrame) -> str:
     """How Network Dissection's unique concepts are counted, when its metrics are present."""
-    from reglens.dissect import COUNTING
-
     if not summary.metric.str.startswith("dissect_").any():
         return ""
     items = "".join(f"<li><code>dissect_{k}</code>: {html.escape(v)}</li>" for k, v in COUNTING.items())
@@ -79,10 +78,10 @@ def dissection_note(summary: pd.DataFrame) -> str:
 
 def build(tables_dir, figures_dir, config: dict, out_path) -> None:
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
-    summary = pd.read_csv(tables_dir / "summary.csv")
-    comparisons = pd.read_csv(tables_dir / "comparisons.csv")
-    ranking = pd.read_csv(tables_dir / "ranking.csv")
-    missing = pd.read_csv(tables_dir / "missing.csv")
+    summary = read_csv(tables_dir / "summary.csv")
+    comparisons = read_csv(tables_dir / "comparisons.csv")
+    ranking = read_csv(tables_dir / "ranking.csv")
+    missing = read_csv(tables_dir / "missing.csv")
     metrics = headline_metrics(summary)
     head = summary[summary.metric.isin(metrics)].assign(
         cell=lambda d: d["mean"].map("{:.3f}".format) + d.apply(

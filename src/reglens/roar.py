@@ -11,6 +11,7 @@ import torch
 
 from reglens import attribution
 from reglens.data import TensorData, to_float
+from reglens.train import train
 
 MODES = ("roar", "kar")
 
@@ -64,8 +65,6 @@ def ablated_dataset(blob: dict, ranks: dict, fraction: float, mode: str) -> dict
 
 
 def retrain(data: TensorData, arch: str, regs, train_cfg: dict, model_cfg: dict, seeds, device) -> list[dict]:
-    from reglens.train import train
-
     rows = []
     for seed in seeds:
         result = train(data, arch, regs, train_cfg, model_cfg, seed=seed, device=device)
@@ -94,61 +93,6 @@ def scores(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------- workflow steps
-
 ROAR_DEFAULTS = {"cells": [], "methods": ["random", "saliency", "integrated_gradients", "gradcam"],
                  "fractions": [0.1, 0.3, 0.5, 0.7, 0.9], "modes": ["roar", "kar"], "retrain_seeds": [0, 1],
                  "learner": {"arch": None, "reg": "none"}, "train": {}, "batch_size": 256, "options": {}}
-
-
-def run_rank(model_path, dataset_path, out_path, method: str, cfg: dict, device: str = "auto") -> None:
-    from reglens import data as datasets, models
-    from reglens.io import torch_save
-    from reglens.train import resolve_device
-
-    dev = resolve_device(device)
-    data = datasets.load(dataset_path, dev)
-    model = models.load(model_path, dev)
-    opts = {"batch_size": cfg["batch_size"], **cfg["options"]}
-    torch_save({"method": method,
-                "train": compute_ranks(model, data.x_train, data.y_train, method, **opts),
-                "test": compute_ranks(model, data.x_test, data.y_test, method, **{**opts, "seed": 10 ** 6})},
-               out_path)
-
-
-def run_ablate(dataset_path, ranks_path, out_path, fraction: float, mode: str) -> None:
-    from reglens.io import torch_save
-
-    blob = torch.load(dataset_path, map_location="cpu", weights_only=True)
-    ranks = torch.load(ranks_path, map_location="cpu", weights_only=True)
-    torch_save(ablated_dataset(blob, ranks, fraction, mode), out_path)
-
-
-def run_retrain(ablated_path, out_json, arch: str, regs, train_cfg: dict, model_cfg: dict, seeds,
-                meta: dict, device: str = "auto") -> list[dict]:
-    from reglens import data as datasets
-    from reglens.io import provenance, write_json
-    from reglens.train import resolve_device
-
-    dev = resolve_device(device)
-    rows = retrain(datasets.load(ablated_path, dev), arch, regs, train_cfg, model_cfg, seeds, dev)
-    write_json(out_json, {**meta, "learner": {"arch": arch, "regularizer": regs.describe()}, "runs": rows,
-                          "provenance": provenance(dev)})
-    return rows
-
-
-def run_score(retrain_jsons, curves_csv, scores_csv) -> pd.DataFrame:
-    import json
-
-    from reglens.io import write_csv
-
-    rows = []
-    for path in retrain_jsons:
-        record = json.loads(open(path).read())
-        for run in record["runs"]:
-            rows.append({"method": record["method"], "mode": record["mode"], "fraction": record["fraction"], **run})
-    curves = pd.DataFrame(rows).sort_values(["mode", "method", "fraction", "retrain_seed"])
-    write_csv(curves_csv, curves)
-    result = scores(curves)
-    write_csv(scores_csv, result)
-    return result

@@ -1,58 +1,12 @@
-"""Attacks (white-box, untargeted). Models take pixels in [0, 1], so eps is in pixel units."""
+"""Robustness measures: attack curves, decision-boundary maps and their total variation, calibration,
+weight statistics and spectra, and the PCA of penultimate representations."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-
-def _loss_grad(model, x, y):
-    x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    return grad
-
-
-def _l2_normalize(v: torch.Tensor) -> torch.Tensor:
-    norms = v.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return v / norms.view(-1, *[1] * (v.dim() - 1))
-
-
-def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Project perturbations onto the eps-ball of the given norm ('linf' or 'l2')."""
-    if norm == "linf":
-        return delta.clamp(-eps, eps)
-    norms = delta.flatten(1).norm(dim=1).view(-1, *[1] * (delta.dim() - 1))
-    return delta * torch.clamp(eps / norms.clamp_min(1e-12), max=1.0)
-
-
-def pgd(model, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int, norm: str = "linf",
-        random_start: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Projected gradient ascent on the cross-entropy within the eps-ball and the pixel range [0, 1].
-    steps=1, alpha=eps, random_start=False is FGSM (for 'linf')."""
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    x = x.detach()
-    if eps == 0 or steps == 0:
-        return x.clone()
-    delta = torch.zeros_like(x)
-    if random_start:
-        if norm == "linf":  # uniform in the cube
-            delta = (torch.rand(x.shape, device=x.device, generator=generator, dtype=x.dtype) * 2 - 1) * eps
-        else:  # a Gaussian direction with a radius uniform in [0, eps]
-            direction = _l2_normalize(torch.randn(x.shape, device=x.device, generator=generator, dtype=x.dtype))
-            radius = torch.rand(len(x), device=x.device, generator=generator, dtype=x.dtype) * eps
-            delta = direction * radius.view(-1, *[1] * (x.dim() - 1))
-        delta = (x + delta).clamp(0, 1) - x
-    for _ in range(steps):
-        grad = _loss_grad(model, x + delta, y)
-        step = grad.sign() if norm == "linf" else _l2_normalize(grad)
-        delta = project(delta + alpha * step, eps, norm)
-        delta = (x + delta).clamp(0, 1) - x
-    return (x + delta).detach()
-
-
-def fgsm(model, x, y, eps: float, norm: str = "linf") -> torch.Tensor:
-    return pgd(model, x, y, eps, eps, 1, norm, random_start=False)
+from reglens.attacks import fgsm, loss_grad, pgd
+from reglens.regularizers.spectral import as_matrix
 
 
 # ---------------------------------------------------------------- robustness curves
@@ -132,7 +86,7 @@ def boundary_planes(model, x: torch.Tensor, y: torch.Tensor, span: float, resolu
         x0, y0 = x[i:i + 1], y[i:i + 1]
         r1 = torch.randn(x0.shape, device=x.device, generator=gen)
         r2 = torch.randn(x0.shape, device=x.device, generator=gen)
-        g = _loss_grad(model, x0, y0)
+        g = loss_grad(model, x0, y0)
         for kind, first in (("random", r1), ("adversarial", g)):
             d1 = first / first.norm().clamp_min(1e-12)
             d2 = r2 - (r2 * d1).sum() * d1
@@ -175,8 +129,6 @@ def calibration(probs: torch.Tensor, y: torch.Tensor, bins: int = 15) -> tuple[d
 
 def weight_stats(model, near_zero: float = 1e-3) -> tuple[list[dict], list[dict]]:
     """Per conv/linear layer: L1, L2 norms, fraction of |w| < near_zero; and its singular values."""
-    from reglens.regularizers.spectral import as_matrix
-
     stats, spectrum = [], []
     for name, module in model.named_modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
@@ -203,8 +155,6 @@ def penultimate_pca(model, x: torch.Tensor, y: torch.Tensor, components: int = 2
             for c, t in zip(coords, y)]
 
 
-# ---------------------------------------------------------------- one cell
-
 ROBUSTNESS_DEFAULTS = {
     "n_images": 500, "norm": "linf", "batch_size": 500,
     "fgsm_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255],
@@ -219,55 +169,3 @@ def merged_config(cfg: dict | None) -> dict:
     out = {**ROBUSTNESS_DEFAULTS, **(cfg or {})}
     out["boundary"] = {**ROBUSTNESS_DEFAULTS["boundary"], **((cfg or {}).get("boundary") or {})}
     return out
-
-
-def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, device: str = "auto") -> list[dict]:
-    import pandas as pd
-
-    from reglens import data as datasets, models
-    from reglens.io import write_csv
-    from reglens.train import resolve_device
-
-    cfg = merged_config(cfg)
-    dev = resolve_device(device)
-    data = datasets.load(dataset_path, dev)
-    model = models.load(model_path, dev)
-    x, y = datasets.test_subset(data, cfg["n_images"], seed=0)
-    rows = attack_curves(model, x, y, cfg["fgsm_eps"], cfg["pgd_eps"], cfg["pgd_steps"], cfg["norm"],
-                         cfg["alpha_factor"], cfg["random_start"], cfg["batch_size"])
-    write_csv(out_csv, pd.DataFrame(rows))
-    return rows
-
-
-def run_diagnostics(model_path, dataset_path, out: dict, cfg: dict | None = None, device: str = "auto") -> dict:
-    """Decision-boundary maps and their TV, calibration, weight statistics and spectra, PCA.
-    `out` maps boundary, boundary_maps, calibration, reliability, weights, spectrum, pca to paths."""
-    import pandas as pd
-
-    from reglens import data as datasets, models
-    from reglens.data import to_float
-    from reglens.io import torch_save, write_csv, write_json
-    from reglens.train import resolve_device
-
-    cfg = merged_config(cfg)
-    dev = resolve_device(device)
-    data = datasets.load(dataset_path, dev)
-    model = models.load(model_path, dev)
-    b = cfg["boundary"]
-    x, y = datasets.test_subset(data, b["images"], seed=1)
-    rows, maps = boundary_planes(model, x, y, b["span"], b["resolution"])
-    write_csv(out["boundary"], pd.DataFrame(rows))
-    torch_save({"maps": torch.stack(maps), "planes": [r["plane"] for r in rows],
-                "images": [r["image"] for r in rows], "span": b["span"]}, out["boundary_maps"])
-    with torch.no_grad():
-        probs = torch.cat([F.softmax(model(to_float(data.x_test[sl])), 1)
-                           for sl in _batches(len(data.y_test), cfg["batch_size"])])
-    summary, table = calibration(probs, data.y_test, cfg["calibration_bins"])
-    write_json(out["calibration"], summary)
-    write_csv(out["reliability"], pd.DataFrame(table))
-    stats, spectrum = weight_stats(model, cfg["near_zero"])
-    write_csv(out["weights"], pd.DataFrame(stats))
-    write_csv(out["spectrum"], pd.DataFrame(spectrum))
-    xp, yp = datasets.test_subset(data, cfg["pca_images"], seed=2)
-    write_csv(out["pca"], pd.DataFrame(penultimate_pca(model, xp, yp)))
-    return {"calibration": summary, "boundary": rows}

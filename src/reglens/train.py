@@ -2,6 +2,8 @@
 
 Randomness is re-seeded from (seed, epoch) at the start of every epoch, so a run resumed from an
 epoch checkpoint draws exactly the batches, augmentations and dropout masks of an uninterrupted run.
+Where checkpoints are kept is the caller's choice: any object with `load()` (the last state or None)
+and `save(state)`.
 """
 from __future__ import annotations
 
@@ -10,16 +12,14 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from reglens import models
 from reglens.data import TensorData, to_float
-from reglens.io import provenance, torch_save, write_csv, write_json
+from reglens.device import set_determinism, synchronize
 from reglens.regularizers import RegularizerSet
 
 TRAIN_DEFAULTS = {
@@ -35,12 +35,10 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
+class Checkpoint(Protocol):
+    def load(self) -> dict | None: ...
+
+    def save(self, state: dict) -> None: ...
 
 
 def merged_train_config(cfg: dict | None) -> dict:
@@ -130,16 +128,12 @@ class TrainResult:
 
 
 def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | None = None,
-          model_cfg: dict | None = None, seed: int = 0, device: str | torch.device = "auto",
-          checkpoint: str | Path | None = None,
+          model_cfg: dict | None = None, seed: int = 0, device: torch.device | str = "cpu",
+          checkpoint: Checkpoint | None = None,
           on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     cfg = merged_train_config(train_cfg)
-    device = resolve_device(device) if isinstance(device, str) else device
-    if cfg["deterministic"]:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.backends.cudnn.benchmark = True
+    device = torch.device(device)
+    set_determinism(cfg["deterministic"])
     data = TensorData(**{**data.__dict__, **{k: getattr(data, k).to(device)
                                              for k in ("x_train", "y_train", "x_test", "y_test")}})
 
@@ -155,14 +149,12 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
 
     history: list[dict] = []
     start_epoch = 0
-    checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state.get("run_id") == run_id:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            history = [dict(zip(state["history_columns"], row)) for row in state["history_rows"]]
-            start_epoch = state["epoch"] + 1
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None and state.get("run_id") == run_id:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = [dict(zip(state["history_columns"], row)) for row in state["history_rows"]]
+        start_epoch = state["epoch"] + 1
 
     autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["precision"]]
     gen = torch.Generator(device=device)
@@ -179,8 +171,7 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         pen_sums = {name: torch.zeros((), device=device) for name in regs.penalty_names}
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         t0 = time.perf_counter()
         order = torch.randperm(n, device=device, generator=gen)
         for start in range(0, n, bs):
@@ -207,8 +198,7 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
                 correct += (logits.detach().argmax(1) == y).sum()
                 for name, value in penalties.items():
                     pen_sums[name] += value.detach() * len(y)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         seconds = time.perf_counter() - t0
         train_loss = loss_sum.item() / n
         if not math.isfinite(train_loss):
@@ -223,14 +213,19 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         history.append(row)
         if checkpoint is not None:
             columns = list(history[0])
-            torch_save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "history_columns": columns,
-                        "history_rows": [[r.get(c) for c in columns] for r in history]}, checkpoint)
+            checkpoint.save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "history_columns": columns,
+                             "history_rows": [[r.get(c) for c in columns] for r in history]})
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
 
     final_train = evaluate(model, data.x_train, data.y_train, cfg["eval_batch_size"])
     final_test = evaluate(model, data.x_test, data.y_test, cfg["eval_batch_size"])
+    for split, result in (("training", final_train), ("test", final_test)):
+        if not math.isfinite(result["loss"]):
+            raise NonFiniteLoss(f"{arch}/{regs.name}/seed{seed}: the final model's {split} loss is {result['loss']} "
+                                "(the last steps diverged); no model was written. Lower train.lr or the "
+                                "regularizer's strength.")
     run_rows = history[start_epoch:] or history
     total_seconds = sum(r["seconds"] for r in history)
     metrics = {
@@ -242,26 +237,3 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         "device": str(device), "seed": seed,
     }
     return TrainResult(model=model, model_kwargs=model_kwargs, history=history, metrics=metrics)
-
-
-def run_cell(dataset_path: str | Path, out_dir: str | Path, arch: str, regs: RegularizerSet,
-             cell: dict, train_cfg: dict | None, model_cfg: dict | None, seed: int,
-             device: str = "auto") -> dict:
-    """Train one cell and write model.pt, history.csv and metrics.json (atomically, metrics last)."""
-    from reglens.data import load
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    t0 = time.time()
-    result = train(load(dataset_path, dev), arch, regs, train_cfg, model_cfg, seed, dev,
-                   checkpoint=out_dir / "train_state.pt")
-    models.save(result.model, arch, result.model_kwargs, out_dir / "model.pt")
-    write_csv(out_dir / "history.csv", pd.DataFrame(result.history))
-    metrics = {**result.metrics, "wall_seconds": time.time() - t0,
-               "cell": cell, "regularizer": regs.describe(),
-               "train_config": merged_train_config(train_cfg), "model_config": model_cfg or {},
-               "provenance": provenance(dev, seed)}
-    write_json(out_dir / "metrics.json", metrics)
-    (out_dir / "train_state.pt").unlink(missing_ok=True)
-    return metrics

@@ -4,6 +4,7 @@ from pathlib import Path
 from reglens import aggregate as reglens_aggregate
 from reglens import config as reglens_config
 from reglens import data as reglens_data
+from reglens import regularizers as reglens_regularizers
 
 REPO = Path(workflow.basedir).parent
 if not config:
@@ -88,7 +89,7 @@ def train_params(wildcards):
     study = CFG["studies"][cell.study]
     return {
         "cell": cell.as_dict(),
-        "variants": CFG["regularizers"],
+        "regularizer": reglens_regularizers.resolve(cell.reg, CFG["regularizers"]),
         "train": study["train"],
         "model": study["model"],
         "device": CFG["device"],
@@ -106,7 +107,7 @@ def roar_learner(wildcards):
     return {
         "arch": ROAR["learner"]["arch"] or cell.arch,
         "reg": ROAR["learner"]["reg"],
-        "variants": CFG["regularizers"],
+        "regularizer": reglens_regularizers.resolve(ROAR["learner"]["reg"], CFG["regularizers"]),
         "train": {**study["train"], **ROAR["train"]},
         "model": study["model"],
         "seeds": ROAR["retrain_seeds"],

@@ -3,6 +3,7 @@
 # is an input, so a change to it reruns figures and report, and nothing upstream.
 import reglens.plots
 import reglens.report
+import reglens.stats
 
 TABLES = "results/tables"
 
@@ -11,7 +12,7 @@ rule aggregate:
     input:
         existing_only([f for pattern in reglens_aggregate.stage_files(CELL_DIR, CFG["dissect"]["enabled"]) for f in cell_paths(pattern)]
                       + roar_targets()),
-        code=reglens_aggregate.__file__,
+        code=[reglens_aggregate.__file__, reglens.stats.__file__],
     output:
         metrics=f"{TABLES}/metrics.csv",
         missing=f"{TABLES}/missing.csv",

@@ -1,8 +1,5 @@
-import torch
+from reglens.stages.common import job
+from reglens.stages.explain import run_actmax
 
-from reglens import actmax
-from reglens.io import log_to
-
-with log_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
-    actmax.run_actmax(snakemake.input.model, snakemake.output.images, snakemake.params.cfg, snakemake.params.device)
+with job(snakemake.log[0], snakemake.threads):
+    run_actmax(snakemake.input.model, snakemake.output.images, snakemake.params.cfg, snakemake.params.device)

@@ -1,9 +1,6 @@
-import torch
+from reglens.stages.common import job
+from reglens.stages.robustness import run_attacks
 
-from reglens import robustness
-from reglens.io import log_to
-
-with log_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
-    robustness.run_attacks(snakemake.input.model, snakemake.input.data, snakemake.output.attacks,
-                           snakemake.params.cfg, snakemake.params.device)
+with job(snakemake.log[0], snakemake.threads):
+    run_attacks(snakemake.input.model, snakemake.input.data, snakemake.output.attacks, snakemake.params.cfg,
+                snakemake.params.device)

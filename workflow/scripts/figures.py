@@ -1,5 +1,5 @@
-from reglens import plots
-from reglens.io import log_to
+from reglens.stages.common import job
+from reglens.stages.report import run_figures
 
-with log_to(snakemake.log[0]):
-    plots.study_figures("results/tables", "results", snakemake.output[0], snakemake.params.cells)
+with job(snakemake.log[0]):
+    run_figures("results/tables", "results", snakemake.output[0], snakemake.params.cells)

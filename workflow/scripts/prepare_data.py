@@ -1,5 +1,5 @@
-from reglens import data
-from reglens.io import log_to
+from reglens.stages.common import job
+from reglens.stages.data import prepare
 
-with log_to(snakemake.log[0]):
-    data.prepare(snakemake.wildcards.dataset, snakemake.output[0], snakemake.params.downloads_dir)
+with job(snakemake.log[0]):
+    prepare(snakemake.wildcards.dataset, snakemake.output[0], snakemake.params.downloads_dir)

@@ -1,5 +1,5 @@
-from reglens import report
-from reglens.io import log_to
+from reglens.stages.common import job
+from reglens.stages.report import run_report
 
-with log_to(snakemake.log[0]):
-    report.build("results/tables", snakemake.input.figures, snakemake.params.config, snakemake.output[0])
+with job(snakemake.log[0]):
+    run_report("results/tables", snakemake.input.figures, snakemake.params.config, snakemake.output[0])

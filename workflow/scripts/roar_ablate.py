@@ -1,6 +1,6 @@
-from reglens import roar
-from reglens.io import log_to
+from reglens.stages.common import job
+from reglens.stages.roar import run_ablate
 
-with log_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     w = snakemake.wildcards
-    roar.run_ablate(snakemake.input.data, snakemake.input.ranks, snakemake.output[0], float(w.fraction), w.mode)
+    run_ablate(snakemake.input.data, snakemake.input.ranks, snakemake.output[0], float(w.fraction), w.mode)

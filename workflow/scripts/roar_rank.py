@@ -1,9 +1,6 @@
-import torch
+from reglens.stages.common import job
+from reglens.stages.roar import run_rank
 
-from reglens import roar
-from reglens.io import log_to
-
-with log_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
-    roar.run_rank(snakemake.input.model, snakemake.input.data, snakemake.output[0], snakemake.wildcards.method,
-                  snakemake.params.cfg, snakemake.params.device)
+with job(snakemake.log[0], snakemake.threads):
+    run_rank(snakemake.input.model, snakemake.input.data, snakemake.output[0], snakemake.wildcards.method,
+             snakemake.params.cfg, snakemake.params.device)

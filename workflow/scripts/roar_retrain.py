@@ -1,12 +1,7 @@
-import torch
+from reglens.stages.common import job
+from reglens.stages.roar import run_retrain
 
-from reglens import regularizers, roar
-from reglens.io import log_to
-
-with log_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
+with job(snakemake.log[0], snakemake.threads):
     learner = snakemake.params.learner
-    rows = roar.run_retrain(snakemake.input[0], snakemake.output[0], learner["arch"],
-                            regularizers.build(learner["reg"], learner["variants"]), learner["train"],
-                            learner["model"], learner["seeds"], learner["meta"], snakemake.params.device)
+    rows = run_retrain(snakemake.input[0], snakemake.output[0], learner, snakemake.params.device)
     print(learner["meta"], rows)

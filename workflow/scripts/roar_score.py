@@ -1,5 +1,5 @@
-from reglens import roar
-from reglens.io import log_to
+from reglens.stages.common import job
+from reglens.stages.roar import run_score
 
-with log_to(snakemake.log[0]):
-    roar.run_score(snakemake.input, snakemake.output.curves, snakemake.output.scores)
+with job(snakemake.log[0]):
+    run_score(snakemake.input, snakemake.output.curves, snakemake.output.scores)

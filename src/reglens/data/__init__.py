@@ -1,6 +1,7 @@
-"""Datasets: fetch the real release once, convert it to one compact tensor file, load it in one read.
+"""Datasets: the registry of releases, their conversion into one compact tensor dictionary, and the
+dataset resident on a device. Fetching and file I/O are the data stage's (reglens.stages.data).
 
-The tensor file holds uint8 images (N, C, H, W), int64 labels, the train/test split, class names and
+The tensor dictionary holds uint8 images (N, C, H, W), int64 labels, the train/test split, class names and
 the per-channel training mean and std (in [0, 1] pixel units).
 """
 from __future__ import annotations
@@ -13,8 +14,7 @@ import numpy as np
 import torch
 
 from reglens.data import cifar, digits, mnist
-from reglens.data.download import RemoteFile, fetch
-from reglens.io import torch_save
+from reglens.data.download import RemoteFile
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,6 @@ def remote_files(name: str) -> dict[str, RemoteFile]:
     return spec(name).remote
 
 
-def fetch_raw(name: str, downloads_dir: str | Path, offline_dir: str | Path | None = None) -> dict[str, Path]:
-    """Download (or stage) and verify every raw file of a dataset."""
-    return {key: fetch(remote, downloads_dir, offline_dir) for key, remote in spec(name).remote.items()}
-
-
 def convert(name: str, raw: dict[str, Path]) -> dict:
     """Read the raw release into the tensor-file dictionary."""
     ds = spec(name)
@@ -71,13 +66,6 @@ def convert(name: str, raw: dict[str, Path]) -> dict:
         "mean": pixels.mean(axis=(0, 2, 3)).tolist(),
         "std": pixels.std(axis=(0, 2, 3)).tolist(),
     }
-
-
-def prepare(name: str, out_path: str | Path, downloads_dir: str | Path,
-            offline_dir: str | Path | None = None) -> Path:
-    raw = fetch_raw(name, downloads_dir, offline_dir)
-    torch_save(convert(name, raw), out_path)
-    return Path(out_path)
 
 
 @dataclass
@@ -105,8 +93,8 @@ class TensorData:
         return len(self.classes)
 
 
-def load(path: str | Path, device: torch.device | str = "cpu") -> TensorData:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+def from_blob(blob: dict, device: torch.device | str = "cpu") -> TensorData:
+    """The dataset of a tensor dictionary (as `convert` makes it), its tensors on `device`."""
     return TensorData(
         name=blob["name"], classes=blob["classes"], mean=blob["mean"], std=blob["std"],
         **{k: blob[k].to(device) for k in ("x_train", "y_train", "x_test", "y_test")})

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reglens.data.download import RemoteFile, fetch
+from reglens.data.download import RemoteFile
 
 URL = "http://netdissect.csail.mit.edu/data/{version}.zip"
 # md5 of the official archives we could confirm; other versions need `dissect.broden.md5`
@@ -36,29 +34,6 @@ def remote(version: str, md5: str | None = None) -> RemoteFile:
         raise BrodenFormatError(f"dissect.broden.md5: no known checksum for {version!r} (known: "
                                 f"{sorted(KNOWN_MD5)}); set the archive's md5 in the config")
     return RemoteFile(f"{version}.zip", (URL.format(version=version),), md5)
-
-
-def fetch_broden(version: str, downloads_dir: str | Path, out_dir: str | Path,
-                 offline_dir: str | Path | None = None, md5: str | None = None) -> Path:
-    """Download (or stage from `offline_dir`) the checksummed zip and unpack it once into `out_dir`.
-
-    Unpacks into a temporary folder and renames it, so an interrupted unzip leaves nothing behind.
-    Returns the folder that holds index.csv."""
-    out_dir = Path(out_dir)
-    if not (out_dir / "index.csv").exists():
-        archive = fetch(remote(version, md5), downloads_dir, offline_dir)
-        tmp = out_dir.with_name(out_dir.name + ".unpacking")
-        shutil.rmtree(tmp, ignore_errors=True)
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(tmp)
-        found = sorted(tmp.rglob("index.csv"), key=lambda p: len(p.parts))
-        if not found:
-            shutil.rmtree(tmp)
-            raise BrodenFormatError(f"{archive}: no index.csv inside; not a Broden archive")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        found[0].parent.rename(out_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
 
 
 def decode_mask(rgb: np.ndarray) -> np.ndarray:

@@ -33,11 +33,11 @@ def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, expected_md5: str) -> None:
+def verify(path: Path, expected_md5: str, fix: str = "") -> None:
     got = md5sum(path)
     if got != expected_md5:
         raise ChecksumError(f"{path}: md5 {got} does not match the expected {expected_md5}; "
-                            "the file is corrupt or not the official release")
+                            "the file is corrupt or not the official release." + (f" {fix}" if fix else ""))
 
 
 def fetch(remote: RemoteFile, dest_dir: str | Path, offline_dir: str | Path | None = None,
@@ -48,7 +48,9 @@ def fetch(remote: RemoteFile, dest_dir: str | Path, offline_dir: str | Path | No
     """
     dest = Path(dest_dir) / remote.filename
     if dest.exists():
-        verify(dest, remote.md5)
+        verify(dest, remote.md5, f"Delete it (rm {dest}) and rerun to fetch it again"
+                                 + (f" from {Path(offline_dir) / remote.filename}." if offline_dir else
+                                    f" from {remote.urls[0]}."))
         return dest
     if offline_dir is not None:
         source = Path(offline_dir) / remote.filename
@@ -57,7 +59,7 @@ def fetch(remote: RemoteFile, dest_dir: str | Path, offline_dir: str | Path | No
                 f"offline staging: {source} is missing. Download {remote.filename} "
                 f"(md5 {remote.md5}) from {remote.urls[0]} on a machine with internet and "
                 f"place it in {Path(offline_dir).resolve()}")
-        verify(source, remote.md5)
+        verify(source, remote.md5, f"Replace it with the official {remote.filename} from {remote.urls[0]}.")
         with atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
         return dest

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reglens.data.mnist import FILES as MNIST_FILES
+
 
 def _add_bytes(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
     info = tarfile.TarInfo(name)
@@ -65,8 +67,6 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
 
 
 def write_mnist_files(folder: str | Path, n_train: int = 30, n_test: int = 10, seed: int = 0) -> dict:
-    from reglens.data.mnist import FILES
-
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,5 +77,5 @@ def write_mnist_files(folder: str | Path, n_train: int = 30, n_test: int = 10, s
         "test_labels": rng.integers(0, 10, size=n_test).astype(np.uint8),
     }
     for key, array in arrays.items():
-        write_idx(folder / FILES[key][0], array)
+        write_idx(folder / MNIST_FILES[key][0], array)
     return arrays

@@ -1,9 +1,5 @@
-"""Model registry: `build(name, ...)` and `load(path)` are the only ways models are made."""
+"""Model registry: `build(name, ...)` and `from_checkpoint(blob)` are the only ways models are made."""
 from __future__ import annotations
-
-from pathlib import Path
-
-import torch
 
 from reglens.models.base import ReglensModel
 from reglens.models.resnet import ResNet18, ResNet50
@@ -28,16 +24,14 @@ def build(name: str, in_channels: int, input_size: int, num_classes: int, width:
                         width=width, dropout=dropout, mean=mean, std=std)
 
 
-def save(model: ReglensModel, arch: str, kwargs: dict, path) -> None:
-    """Save a checkpoint that loads with torch.load(..., weights_only=True)."""
-    from reglens.io import torch_save
-
-    torch_save({"arch": arch, "kwargs": dict(kwargs),
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+def to_checkpoint(model: ReglensModel, arch: str, kwargs: dict) -> dict:
+    """The checkpoint dictionary of a model: tensors and plain values only (loads with weights_only)."""
+    return {"arch": arch, "kwargs": dict(kwargs),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
-def load(path: str | Path, device: torch.device | str = "cpu") -> ReglensModel:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+def from_checkpoint(blob: dict) -> ReglensModel:
+    """The model a checkpoint dictionary describes, in eval mode, on the CPU."""
     model = build(blob["arch"], **blob["kwargs"])
     model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval()
+    return model.eval()

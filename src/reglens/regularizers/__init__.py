@@ -40,7 +40,12 @@ def build_member(spec: dict) -> Regularizer:
 
 
 def build(name: str, variants: dict[str, list]) -> RegularizerSet:
-    return RegularizerSet(name, [build_member(spec) for spec in resolve(name, variants)])
+    return from_specs(name, resolve(name, variants))
 
 
-__all__ = ["KINDS", "Regularizer", "RegularizerSet", "build", "penalized_weights", "resolve"]
+def from_specs(name: str, specs: list[dict]) -> RegularizerSet:
+    """The RegularizerSet of an already resolved list of specs (what a cell's params hold)."""
+    return RegularizerSet(name, [build_member(spec) for spec in specs])
+
+
+__all__ = ["KINDS", "Regularizer", "RegularizerSet", "build", "from_specs", "penalized_weights", "resolve"]

@@ -5,6 +5,7 @@ import contextlib
 
 import torch
 
+from reglens.attacks import pgd
 from reglens.regularizers.base import Regularizer, penalized_weights
 
 
@@ -54,8 +55,6 @@ class Adversarial(Regularizer):
             raise ValueError(f"regularizer 'adversarial': norm must be 'linf' or 'l2', got {self.norm!r}")
 
     def transform_batch(self, model, x, y):
-        from reglens.robustness import pgd
-
         was_training = model.training
         model.eval()
         try:

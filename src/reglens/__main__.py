@@ -1,0 +1,5 @@
+import sys
+
+from reglens.cli import main
+
+sys.exit(main())

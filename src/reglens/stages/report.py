@@ -1,0 +1,29 @@
+"""Report stage: per-cell outputs -> tidy tables -> figures -> one HTML report."""
+from __future__ import annotations
+
+from reglens import aggregate, plots, report, stats
+from reglens.io import write_csv
+
+STACKED = {"roar_curves": "roar/curves.csv", "mprt": "explain/mprt.csv", "attacks": "robustness/attacks.csv",
+           "dissect_units": "dissect/units.csv"}
+
+
+def run_aggregate(results_root, cells: list[dict], roar_cells, dissect: bool, out: dict) -> None:
+    """`out` maps metrics, missing, summary, comparisons, ranking and the STACKED tables to paths."""
+    tidy, missing = aggregate.collect(results_root, cells, roar_cells, dissect=dissect)
+    write_csv(out["metrics"], tidy)
+    write_csv(out["missing"], missing)
+    for name, filename in STACKED.items():
+        write_csv(out[name], aggregate.concat_cell_tables(results_root, cells, filename))
+    summary = stats.summarize(tidy)
+    write_csv(out["summary"], summary)
+    write_csv(out["comparisons"], stats.compare_to_baseline(tidy))
+    write_csv(out["ranking"], stats.ranking(summary))
+
+
+def run_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[str]:
+    return plots.study_figures(tables_dir, results_root, out_dir, cells)
+
+
+def run_report(tables_dir, figures_dir, config: dict, out_path) -> None:
+    report.build(tables_dir, figures_dir, config, out_path)

@@ -1,0 +1,51 @@
+"""Robustness stage: attack curves; decision boundaries, calibration, weights and representations."""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from reglens import data as datasets, robustness
+from reglens.data import to_float
+from reglens.device import resolve_device
+from reglens.io import torch_save, write_csv, write_json
+from reglens.stages.common import load_dataset, load_model
+
+
+def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, device: str = "auto") -> list[dict]:
+    cfg = robustness.merged_config(cfg)
+    dev = resolve_device(device)
+    data = load_dataset(dataset_path, dev)
+    model = load_model(model_path, dev)
+    x, y = datasets.test_subset(data, cfg["n_images"], seed=0)
+    rows = robustness.attack_curves(model, x, y, cfg["fgsm_eps"], cfg["pgd_eps"], cfg["pgd_steps"], cfg["norm"],
+                                    cfg["alpha_factor"], cfg["random_start"], cfg["batch_size"])
+    write_csv(out_csv, pd.DataFrame(rows))
+    return rows
+
+
+def run_diagnostics(model_path, dataset_path, out: dict, cfg: dict | None = None, device: str = "auto") -> dict:
+    """Decision-boundary maps and their TV, calibration, weight statistics and spectra, PCA.
+    `out` maps boundary, boundary_maps, calibration, reliability, weights, spectrum, pca to paths."""
+    cfg = robustness.merged_config(cfg)
+    dev = resolve_device(device)
+    data = load_dataset(dataset_path, dev)
+    model = load_model(model_path, dev)
+    b = cfg["boundary"]
+    x, y = datasets.test_subset(data, b["images"], seed=1)
+    rows, maps = robustness.boundary_planes(model, x, y, b["span"], b["resolution"])
+    write_csv(out["boundary"], pd.DataFrame(rows))
+    torch_save({"maps": torch.stack(maps), "planes": [r["plane"] for r in rows],
+                "images": [r["image"] for r in rows], "span": b["span"]}, out["boundary_maps"])
+    with torch.no_grad():
+        probs = torch.cat([F.softmax(model(to_float(data.x_test[i:i + cfg["batch_size"]])), 1)
+                           for i in range(0, len(data.y_test), cfg["batch_size"])])
+    summary, table = robustness.calibration(probs, data.y_test, cfg["calibration_bins"])
+    write_json(out["calibration"], summary)
+    write_csv(out["reliability"], pd.DataFrame(table))
+    stats, spectrum = robustness.weight_stats(model, cfg["near_zero"])
+    write_csv(out["weights"], pd.DataFrame(stats))
+    write_csv(out["spectrum"], pd.DataFrame(spectrum))
+    xp, yp = datasets.test_subset(data, cfg["pca_images"], seed=2)
+    write_csv(out["pca"], pd.DataFrame(robustness.penultimate_pca(model, xp, yp)))
+    return {"calibration": summary, "boundary": rows}

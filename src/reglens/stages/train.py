@@ -1,0 +1,64 @@
+"""Train stage: one cell -> model.pt, history.csv and metrics.json (metrics last), with an epoch
+checkpoint (train_state.pt) beside them that a preempted job resumes from."""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from reglens.device import resolve_device
+from reglens.io import DamagedFile, load_torch, provenance, torch_save, write_csv, write_json
+from reglens import regularizers
+from reglens.stages.common import load_dataset, save_model
+from reglens.train import merged_train_config, train
+
+
+class FileCheckpoint:
+    """The training loop's epoch checkpoint, kept in one file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def load(self) -> dict | None:
+        """The last epoch's state; an unreadable file is reported, set aside and training starts over."""
+        if not self.path.exists():
+            return None
+        try:
+            return load_torch(self.path)
+        except DamagedFile as exc:
+            warnings.warn(f"ignoring the epoch checkpoint: {exc.args[0].split(' It is')[0]} Training starts "
+                          "from epoch 1 and the file is replaced.", stacklevel=2)
+            self.remove()
+            return None
+
+    def save(self, state: dict) -> None:
+        torch_save(state, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def run_cell(dataset_path: str | Path, out_dir: str | Path, cell: dict, regularizer: list[dict],
+             train_cfg: dict | None, model_cfg: dict | None, device: str = "auto") -> dict:
+    """Train one cell (study, arch, reg, seed) with its resolved regularizer specs and write model.pt,
+    history.csv and metrics.json (atomically, metrics last)."""
+    arch, seed = cell["arch"], cell["seed"]
+    regs = regularizers.from_specs(cell["reg"], regularizer)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    t0 = time.time()
+    checkpoint = FileCheckpoint(out_dir / "train_state.pt")
+    result = train(load_dataset(dataset_path, dev), arch, regs, train_cfg, model_cfg, seed, dev,
+                   checkpoint=checkpoint)
+    save_model(result.model, arch, result.model_kwargs, out_dir / "model.pt")
+    write_csv(out_dir / "history.csv", pd.DataFrame(result.history))
+    metrics = {**result.metrics, "wall_seconds": time.time() - t0,
+               "cell": cell, "regularizer": regs.describe(),
+               "train_config": merged_train_config(train_cfg), "model_config": model_cfg or {},
+               "provenance": provenance(dev, seed)}
+    write_json(out_dir / "metrics.json", metrics)
+    checkpoint.remove()
+    return metrics

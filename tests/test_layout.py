@@ -1,0 +1,105 @@
+"""The package's three layers, read from its imports: core (math) <- stages (I/O) <- workflow."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+SRC = REPO / "src" / "reglens"
+BASE = {"reglens", "reglens.io", "reglens.device"}
+REPORTING = {"reglens.aggregate", "reglens.plots", "reglens.report"}
+TOP = {"reglens.config", "reglens.__main__", "reglens.cli"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path):
+    """(module-level imports, imports inside functions) of reglens modules, as module names."""
+    tree = ast.parse(path.read_text())
+    top, nested = set(), set()
+
+    def names(node):
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            base = node.module
+            return [base] + [f"{base}.{a.name}" for a in node.names]
+        return []
+
+    def visit(node, inside):
+        for child in ast.iter_child_nodes(node):
+            found = [n for n in names(child) if n == "reglens" or n.startswith("reglens.")]
+            (nested if inside else top).update(found)
+            visit(child, inside or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(tree, False)
+    return top, nested
+
+
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def resolve(name):
+    """An imported name -> the module it belongs to (from x import y: y may be a module or an attribute)."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def layer(name):
+    if name in BASE:
+        return "base"
+    if name.startswith("reglens.stages"):
+        return "stages"
+    if name in REPORTING:
+        return "reporting"
+    if name in TOP:
+        return "top"
+    return "core"
+
+
+GRAPH = {name: {resolve(n) for n in imports(path)[0]} - {name} for name, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_function_level_imports_of_reglens(name):
+    assert not imports(MODULES[name])[1], f"{name} imports reglens inside a function: {imports(MODULES[name])[1]}"
+
+
+def test_imports_point_down_the_layers():
+    allowed = {"base": {"base"}, "core": {"base", "core"}, "reporting": {"base", "core", "reporting"},
+               "stages": {"base", "core", "reporting", "stages"}, "top": {"base", "core", "stages", "reporting", "top"}}
+    wrong = [(a, b) for a, deps in GRAPH.items() for b in deps if layer(b) not in allowed[layer(a)]]
+    assert not wrong, wrong
+    # the pure core never touches files, except the data package, whose subject is on-disk formats
+    io_users = sorted(a for a, deps in GRAPH.items()
+                      if layer(a) == "core" and "reglens.io" in deps and not a.startswith("reglens.data"))
+    assert not io_users, io_users
+
+
+def test_no_import_cycles():
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in GRAPH.get(node, ()):
+            if state.get(dep) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = "done"
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_workflow_scripts_call_stages_only():
+    for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
+        top, nested = imports(script)
+        modules = {resolve(n) for n in top | nested}
+        assert modules and all(layer(m) == "stages" for m in modules), (script.name, modules)
