@@ -1,4 +1,8 @@
+import hashlib
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +27,40 @@ def digits(digits_file):
     from reglens.stages.common import load_dataset
 
     return load_dataset(digits_file)
+
+
+def run_snakemake(workdir, *args, configfile="tiny.yaml", env=None, check=True, timeout=900):
+    """Snakemake on the repository's workflow in `workdir` (2 cores); returns the completed process."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+               "--directory", str(workdir), "--cores", "2", *args]
+    if configfile:
+        command += ["--configfile", str(Path(workdir) / configfile)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    if check:
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a Snakemake run or dry run lists."""
+    jobs = []
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n?)*)", output, re.M):
+        found = re.search(r"wildcards: (.*)", body)
+        wildcards = dict(item.split("=", 1) for item in found.group(1).split(", ")) if found else {}
+        jobs.append((rule, wildcards))
+    return jobs
+
+
+def jobs_of(run) -> list[tuple[str, dict]]:
+    """The jobs a finished Snakemake process listed (a run logs them to stderr, a dry run to stdout)."""
+    return planned_jobs(run.stdout + run.stderr)
+
+
+def file_hashes(*roots) -> dict[str, str]:
+    """sha256 of every file under the given folders, by path."""
+    out = {}
+    for root in roots:
+        for path in sorted(Path(root).rglob("*")):
+            if path.is_file():
+                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out

@@ -1,6 +1,9 @@
 """The tiny study on a real single-node SLURM cluster through `--profile slurm`: a training job
 cancelled mid-run resumes from its checkpoint on retry, and one deleted cell is rebuilt by its path.
-Needs root and Debian's slurm packages (.ci/run installs them); skipped where they are absent."""
+
+Runs only when asked (REGLENS_TEST_SLURM=1, as .ci/run sets it), as root, with Debian's slurm and
+munge packages. The cluster is private to a temporary folder (tests/slurm/cluster.sh): its own
+config, ports, munge key and socket, stopped by its PIDs afterwards; nothing under /etc is touched."""
 import json
 import os
 import re
@@ -35,11 +38,23 @@ TINY = {
 }
 
 
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+
+
 @pytest.fixture(scope="module")
-def cluster():
-    if shutil.which("sinfo") is None or os.geteuid() != 0:
-        pytest.skip("needs root and the slurm packages (see .ci/run)")
-    subprocess.run(["bash", str(REPO / "tests" / "slurm" / "start_cluster.sh")], check=True, timeout=120)
+def cluster(tmp_path_factory):
+    if os.environ.get("REGLENS_TEST_SLURM") != "1":
+        pytest.skip("runs only when asked: REGLENS_TEST_SLURM=1 (set by .ci/run)")
+    if shutil.which("slurmctld") is None or shutil.which("munged") is None or os.geteuid() != 0:
+        pytest.skip("needs root and Debian's slurmctld, slurmd, slurm-client and munge (see .ci/run)")
+    folder = tmp_path_factory.mktemp("slurm")
+    started = subprocess.run(["bash", str(CLUSTER), "start", str(folder)], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    env = {**os.environ, **dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)}
+    try:
+        yield env
+    finally:
+        subprocess.run(["bash", str(CLUSTER), "stop", str(folder)], timeout=60)
 
 
 def command(workdir, *targets):
@@ -55,7 +70,7 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     cell = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0"
     proc = subprocess.Popen(command(tmp_path, "all"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, env=cluster)
     cancelled = None
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and cancelled is None:
@@ -66,11 +81,12 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
             except Exception:  # caught between write and rename: try again
                 epoch = -1
             if epoch >= 2:
-                queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout
+                queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True,
+                                       env=cluster).stdout
                 for line in queue.splitlines():
                     job_id, comment = line.split(maxsplit=1)
                     if "rule_train" in comment and "none" in comment:
-                        subprocess.run(["scancel", job_id], check=True)
+                        subprocess.run(["scancel", job_id], check=True, env=cluster)
                         cancelled = job_id
         time.sleep(0.1)
     output, _ = proc.communicate(timeout=900)
@@ -108,7 +124,7 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
     for name in ("model.pt", "metrics.json", "history.csv"):
         (target / name).unlink()
     run = subprocess.run(command(tmp_path, "results/tiny/simplecnn/l2/seed0/metrics.json"), cwd=REPO,
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900, env=cluster)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     new = json.loads((target / "metrics.json").read_text())
     assert new["test_loss"] == pytest.approx(old["test_loss"], rel=1e-6)

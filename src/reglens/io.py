@@ -41,8 +41,9 @@ class DiskFull(OSError):
 
 
 def fix_hint(path) -> str:
-    return (f"It is a file this workflow writes: delete it (rm {path}) and rerun; the workflow rebuilds it, "
-            "and with the same seed the same bytes.")
+    return (f"It is a file the workflow writes: delete it and rebuild just that file first "
+            f"(rm {path} && snakemake {path}, with your usual options; the same seed gives the same bytes), "
+            "then rerun your command. Nothing else was changed.")
 
 
 def sidecar(path) -> Path:

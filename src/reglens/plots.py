@@ -279,37 +279,44 @@ def actmax_across_regularizers(blobs: dict, stem) -> list[str]:
     return save_both(fig, stem)
 
 
+def _boundary_figure(cell, path, title):
+    maps = load_torch(cell / "robustness" / "boundary_maps.pt")
+    boundary_maps(maps["maps"], read_csv(cell / "robustness" / "boundary.csv"), maps["span"], path, title)
+
+
+# per-cell figure -> (the stage whose outputs it draws, those files under the cell folder, drawer)
+CELL_FIGURES = {
+    "attack_curves.png": ("robustness", ["robustness/attacks.csv"],
+                          lambda c, p, t: attack_curves(read_csv(c / "robustness/attacks.csv"), p, t)),
+    "boundaries.png": ("robustness", ["robustness/boundary_maps.pt", "robustness/boundary.csv"], _boundary_figure),
+    "reliability.png": ("robustness", ["robustness/reliability.csv", "robustness/calibration.json"],
+                        lambda c, p, t: reliability(read_csv(c / "robustness/reliability.csv"),
+                                                    read_json(c / "robustness/calibration.json"), p, t)),
+    "spectrum.png": ("robustness", ["robustness/spectrum.csv"],
+                     lambda c, p, t: spectrum(read_csv(c / "robustness/spectrum.csv"), p, t)),
+    "pca.png": ("robustness", ["robustness/pca.csv"], lambda c, p, t: pca(read_csv(c / "robustness/pca.csv"), p, t)),
+    "maps.png": ("explain", ["explain/maps.pt"], lambda c, p, t: attribution_grid(load_torch(c / "explain/maps.pt"), p, t)),
+    "actmax.png": ("explain", ["explain/actmax.pt"], lambda c, p, t: actmax_grid(load_torch(c / "explain/actmax.pt"), p, t)),
+    "dissection.png": ("dissect", ["dissect/top.pt"],
+                       lambda c, p, t: dissection_units(load_torch(c / "dissect/top.pt"), p, t)),
+    "roar_curves.png": ("roar", ["roar/curves.csv"], lambda c, p, t: roar_curves(read_csv(c / "roar/curves.csv"), p, t)),
+}
+
+
+def cell_figure_sources(stages) -> list[str]:
+    """The files under a cell folder that its figures are drawn from, for the given stages."""
+    return [source for stage, sources, _ in CELL_FIGURES.values() if stage in stages for source in sources]
+
+
 def cell_figures(cell_dir, out_dir, title: str) -> list[str]:
-    """Every per-cell figure, drawn from the cell's saved tables and maps."""
+    """Every per-cell figure whose source files exist, drawn from the cell's saved tables and maps."""
     cell_dir, out_dir = Path(cell_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     made = []
-
-    def target(name):
-        made.append(str(out_dir / name))
-        return out_dir / name
-
-    rob, exp = cell_dir / "robustness", cell_dir / "explain"
-    if (rob / "attacks.csv").exists():
-        attack_curves(read_csv(rob / "attacks.csv"), target("attack_curves.png"), title)
-    if (rob / "boundary_maps.pt").exists():
-        maps = load_torch(rob / "boundary_maps.pt")
-        boundary_maps(maps["maps"], read_csv(rob / "boundary.csv"), maps["span"], target("boundaries.png"), title)
-    if (rob / "reliability.csv").exists():
-        reliability(read_csv(rob / "reliability.csv"), read_json(rob / "calibration.json"),
-                    target("reliability.png"), title)
-    if (rob / "spectrum.csv").exists():
-        spectrum(read_csv(rob / "spectrum.csv"), target("spectrum.png"), title)
-    if (rob / "pca.csv").exists():
-        pca(read_csv(rob / "pca.csv"), target("pca.png"), title)
-    if (exp / "maps.pt").exists():
-        attribution_grid(load_torch(exp / "maps.pt"), target("maps.png"), title)
-    if (exp / "actmax.pt").exists():
-        actmax_grid(load_torch(exp / "actmax.pt"), target("actmax.png"), title)
-    if (cell_dir / "dissect" / "top.pt").exists():
-        dissection_units(load_torch(cell_dir / "dissect" / "top.pt"), target("dissection.png"), title)
-    if (cell_dir / "roar" / "curves.csv").exists():
-        roar_curves(read_csv(cell_dir / "roar" / "curves.csv"), target("roar_curves.png"), title)
+    for name, (_, sources, draw) in CELL_FIGURES.items():
+        if all((cell_dir / source).exists() for source in sources):
+            draw(cell_dir, out_dir / name, title)
+            made.append(str(out_dir / name))
     return made
 
 

@@ -1,18 +1,23 @@
-# Config loading and validation, the grid of cells, target functions.
+# Config loading and validation, the grid of cells, target, input and param functions.
 from pathlib import Path
 
 from reglens import aggregate as reglens_aggregate
 from reglens import config as reglens_config
 from reglens import data as reglens_data
+from reglens import io as reglens_io
+from reglens import plots as reglens_plots
 from reglens import regularizers as reglens_regularizers
 
 REPO = Path(workflow.basedir).parent
-if not config:
-    config.update(reglens_config.load_yaml(REPO / "config" / "demo.yaml"))
 try:
+    for configfile in workflow.configfiles:  # Snakemake's YAML reader keeps a duplicated key's last value
+        reglens_config.load_yaml(configfile)
+    if not config:
+        config.update(reglens_config.load_yaml(REPO / "config" / "demo.yaml"))
     CFG = reglens_config.validate(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
 except reglens_config.ConfigError as error:
     raise WorkflowError(str(error)) from None
+config["device"] = CFG["device"]  # read by the scripts, not a param: moving to a GPU reruns nothing
 
 CELLS = reglens_config.cells(CFG)
 DATA_ROOT = CFG["data"]["root"]
@@ -37,17 +42,49 @@ def cell_of(wildcards):
         raise WorkflowError(str(error)) from None
 
 
+def checked(path):
+    """`path`, after checking it against the integrity record written with it: a damaged file stops
+    the run here, before any job starts, so nothing built from it is deleted."""
+    try:
+        reglens_io.check_intact(path)
+    except reglens_io.DamagedFile as error:
+        raise WorkflowError(str(error)) from None
+    return path
+
+
+def intact(pattern):
+    """Input function: the file the pattern names for a job's wildcards, checked."""
+    return lambda wildcards: checked(pattern.format(**dict(wildcards.items())))
+
+
 def dataset_file(dataset):
     return f"{DATA_ROOT}/data/{dataset}.pt"
 
 
 def study_dataset_file(wildcards):
-    return dataset_file(cell_of(wildcards).dataset)
+    """A cell's dataset file, checked, as ancient: it is a deterministic conversion of a checksummed
+    release, so rebuilding it (same bytes) must not make every cell's results look outdated."""
+    return ancient(checked(dataset_file(cell_of(wildcards).dataset)))
 
 
 def existing_only(paths):
     """With `--config partial=true`, only the files that exist (report what is there, list the rest)."""
     return [p for p in paths if Path(p).exists()] if CFG["partial"] else paths
+
+
+def figure_inputs(wildcards):
+    """What draw_figures reads besides the tables: each cell's saved maps and tables."""
+    stages = ["robustness", "explain"] + (["dissect"] if CFG["dissect"]["enabled"] else [])
+    paths = [f"{CELL_DIR.format(**cell.as_dict())}/{source}"
+             for cell in CELLS for source in reglens_plots.cell_figure_sources(stages)]
+    paths += [f"results/{cell}/{source}" for cell in ROAR["cells"] for source in reglens_plots.cell_figure_sources(["roar"])]
+    return [checked(path) for path in existing_only(paths)]
+
+
+def aggregate_inputs(wildcards):
+    patterns = reglens_aggregate.stage_files(CELL_DIR, CFG["dissect"]["enabled"])
+    return [checked(path) for path in existing_only([f for pattern in patterns for f in cell_paths(pattern)]
+                                                     + roar_targets())]
 
 
 def cell_paths(pattern):
@@ -92,7 +129,6 @@ def train_params(wildcards):
         "regularizer": reglens_regularizers.resolve(cell.reg, CFG["regularizers"]),
         "train": study["train"],
         "model": study["model"],
-        "device": CFG["device"],
     }
 
 

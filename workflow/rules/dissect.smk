@@ -24,15 +24,14 @@ if DISSECT["broden"]["source"] != "folder":
 
 rule dissect:
     input:
-        model=f"{CELL_DIR}/model.pt",
-        broden=broden_root(),
+        model=intact(f"{CELL_DIR}/model.pt"),
+        broden=ancient(broden_root()),
     output:
         units=f"{DISSECT_DIR}/units.csv",
         summary=f"{DISSECT_DIR}/summary.json",
         top=f"{DISSECT_DIR}/top.pt",
     params:
         cfg={k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")},
-        device=CFG["device"],
     log:
         "logs/dissect/{study}/{arch}/{reg}/seed{seed}.log",
     threads: 1

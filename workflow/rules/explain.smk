@@ -4,7 +4,7 @@ EXPLAIN_DIR = f"{CELL_DIR}/explain"
 
 rule explain:
     input:
-        model=f"{CELL_DIR}/model.pt",
+        model=intact(f"{CELL_DIR}/model.pt"),
         data=study_dataset_file,
     output:
         maps=f"{EXPLAIN_DIR}/maps.pt",
@@ -13,7 +13,6 @@ rule explain:
         agreement=f"{EXPLAIN_DIR}/agreement.csv",
     params:
         cfg=CFG["explain"],
-        device=CFG["device"],
     log:
         "logs/explain/{study}/{arch}/{reg}/seed{seed}.log",
     threads: 1
@@ -25,12 +24,11 @@ rule explain:
 
 rule actmax:
     input:
-        model=f"{CELL_DIR}/model.pt",
+        model=intact(f"{CELL_DIR}/model.pt"),
     output:
         images=f"{EXPLAIN_DIR}/actmax.pt",
     params:
         cfg=CFG["actmax"],
-        device=CFG["device"],
     log:
         "logs/actmax/{study}/{arch}/{reg}/seed{seed}.log",
     threads: 1

@@ -10,8 +10,7 @@ TABLES = "results/tables"
 
 rule aggregate:
     input:
-        existing_only([f for pattern in reglens_aggregate.stage_files(CELL_DIR, CFG["dissect"]["enabled"]) for f in cell_paths(pattern)]
-                      + roar_targets()),
+        aggregate_inputs,
         code=[reglens_aggregate.__file__, reglens.stats.__file__],
     output:
         metrics=f"{TABLES}/metrics.csv",
@@ -38,6 +37,7 @@ rule aggregate:
 rule draw_figures:
     input:
         tables=rules.aggregate.output,
+        cells=figure_inputs,
         code=reglens.plots.__file__,
     output:
         report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
@@ -59,7 +59,7 @@ rule report:
     output:
         report("results/report.html", category="Report"),
     params:
-        config=CFG,
+        config=reglens_config.used_config(CFG),
     log:
         "logs/report.log",
     conda:

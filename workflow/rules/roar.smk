@@ -10,13 +10,12 @@ wildcard_constraints:
 
 rule roar_rank:
     input:
-        model=f"{CELL_DIR}/model.pt",
+        model=intact(f"{CELL_DIR}/model.pt"),
         data=study_dataset_file,
     output:
         f"{ROAR_DIR}/{{method}}/ranks.pt",
     params:
-        cfg=ROAR,
-        device=CFG["device"],
+        cfg={key: ROAR[key] for key in ("batch_size", "options")},
     log:
         "logs/roar_rank/{study}/{arch}/{reg}/seed{seed}/{method}.log",
     threads: 1
@@ -28,7 +27,7 @@ rule roar_rank:
 
 rule roar_ablate:
     input:
-        ranks=f"{ROAR_DIR}/{{method}}/ranks.pt",
+        ranks=intact(f"{ROAR_DIR}/{{method}}/ranks.pt"),
         data=study_dataset_file,
     output:
         temp(f"{ROAR_DIR}/{{method}}/{{mode}}_{{fraction}}/data.pt"),
@@ -47,7 +46,6 @@ rule roar_retrain:
         f"{ROAR_DIR}/{{method}}/{{mode}}_{{fraction}}/retrain.json",
     params:
         learner=roar_learner,
-        device=CFG["device"],
     log:
         "logs/roar_retrain/{study}/{arch}/{reg}/seed{seed}/{method}/{mode}_{fraction}.log",
     threads: 1

@@ -4,13 +4,12 @@ ROB_DIR = f"{CELL_DIR}/robustness"
 
 rule attack:
     input:
-        model=f"{CELL_DIR}/model.pt",
+        model=intact(f"{CELL_DIR}/model.pt"),
         data=study_dataset_file,
     output:
         attacks=f"{ROB_DIR}/attacks.csv",
     params:
         cfg=CFG["robustness"],
-        device=CFG["device"],
     log:
         "logs/attack/{study}/{arch}/{reg}/seed{seed}.log",
     threads: 1
@@ -22,7 +21,7 @@ rule attack:
 
 rule diagnose:
     input:
-        model=f"{CELL_DIR}/model.pt",
+        model=intact(f"{CELL_DIR}/model.pt"),
         data=study_dataset_file,
     output:
         boundary=f"{ROB_DIR}/boundary.csv",
@@ -34,7 +33,6 @@ rule diagnose:
         pca=f"{ROB_DIR}/pca.csv",
     params:
         cfg=CFG["robustness"],
-        device=CFG["device"],
     log:
         "logs/diagnose/{study}/{arch}/{reg}/seed{seed}.log",
     threads: 1

@@ -3,4 +3,4 @@ from reglens.stages.robustness import run_attacks
 
 with job(snakemake.log[0], snakemake.threads):
     run_attacks(snakemake.input.model, snakemake.input.data, snakemake.output.attacks, snakemake.params.cfg,
-                snakemake.params.device)
+                snakemake.config["device"])

@@ -3,4 +3,4 @@ from reglens.stages.robustness import run_diagnostics
 
 with job(snakemake.log[0], snakemake.threads):
     run_diagnostics(snakemake.input.model, snakemake.input.data, dict(snakemake.output.items()),
-                    snakemake.params.cfg, snakemake.params.device)
+                    snakemake.params.cfg, snakemake.config["device"])

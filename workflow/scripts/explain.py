@@ -3,4 +3,4 @@ from reglens.stages.explain import run_explain
 
 with job(snakemake.log[0], snakemake.threads):
     run_explain(snakemake.input.model, snakemake.input.data, dict(snakemake.output.items()), snakemake.params.cfg,
-                snakemake.params.device)
+                snakemake.config["device"])

@@ -3,4 +3,4 @@ from reglens.stages.roar import run_rank
 
 with job(snakemake.log[0], snakemake.threads):
     run_rank(snakemake.input.model, snakemake.input.data, snakemake.output[0], snakemake.wildcards.method,
-             snakemake.params.cfg, snakemake.params.device)
+             snakemake.params.cfg, snakemake.config["device"])
