@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORES ?= all
 
-.PHONY: install demo test test-fast bench clean-results
+.PHONY: install demo test test-fast bench readme plan clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+readme: install   # after `make demo`: the README's result blocks from results/tables
+	$(BIN)/python -m reglens readme
+
+plan: install     # the full study's bill: jobs, FLOPs and GPU-hours per rule
+	$(BIN)/python -m reglens plan --configfile config/config.yaml
 
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py

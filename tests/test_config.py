@@ -63,9 +63,16 @@ def test_dry_run_of_full_config_lists_every_training_job_offline():
     full = config.validate(config.load_yaml(REPO / "config" / "config.yaml"))
     run = _snakemake("all", "-n", "--configfile", "config/config.yaml")
     assert run.returncode == 0, run.stderr[-2000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
-    assert int(counts["train"]) == len(config.cells(full))
-    assert int(counts["download"]) == 3 and int(counts["prepare_data"]) == 3
+    counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
+    assert counts["train"] == len(config.cells(full))
+    assert counts["download"] == 3 and counts["prepare_data"] == 3
+    # ROAR and KAR: every regularizer of one architecture per dataset, 3 base seeds; ROAD on every cell
+    base = len(full["roar"]["cells"])
+    regs = len(full["studies"]["cifar10"]["regularizers"])
+    assert base == 3 * regs * 3 and len(full["roar"]["methods"]) == 4
+    assert counts["roar_retrain"] == counts["roar_rank"] == base * 3  # random is the shared baseline
+    assert counts["roar_baseline"] == 3 and counts["roar_score"] == base
+    assert counts["road"] == len(config.cells(full))
 
 
 def test_invalid_config_fails_before_any_job(tmp_path):

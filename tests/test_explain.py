@@ -1,14 +1,12 @@
-"""Attribution methods, their summary metrics, activation maximization, and ROAR on planted data."""
+"""Attribution methods, their summary metrics and activation maximization."""
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
 
-from reglens import actmax, attribution, models, regularizers, roar
-from reglens.data import TensorData
+from reglens import actmax, attribution, models, regularizers
 from reglens.train import train
 
 warnings.filterwarnings("ignore", category=UserWarning, module="captum")
@@ -101,60 +99,3 @@ def test_class_activation_maximization_is_classified_as_its_class(digits_model):
     assert (predicted == torch.arange(10)).float().mean() >= 0.9
     again = actmax.maximize(digits_model, (1, 8, 8), objectives, steps=200, lr=0.1)
     assert torch.equal(images, again)
-
-
-def planted(n, seed):
-    """8x8 noise; the label is carried only by the mean of the 3x3 patch at rows/cols 1..3."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, 2, (n,), generator=g)
-    patch = torch.where(y.view(-1, 1, 1, 1) == 1, torch.randint(200, 256, (n, 1, 3, 3), generator=g),
-                        torch.randint(0, 56, (n, 1, 3, 3), generator=g)).to(torch.uint8)
-    x[:, :, 1:4, 1:4] = patch
-    return x, y
-
-
-def test_roar_on_planted_data_oracle_random_and_gradients():
-    xtr, ytr = planted(1000, 0)
-    xte, yte = planted(400, 1)
-    mean = [xtr.float().mean().item() / 255]
-    blob = {"name": "planted", "x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte,
-            "classes": ["dark", "bright"], "mean": mean, "std": [0.3]}
-    cfg, mcfg = {"epochs": 8, "lr": 0.05, "batch_size": 64}, {"width": 0.5}
-    base = train(TensorData(**blob), "simplecnn", NONE, cfg, mcfg, seed=0, device="cpu")
-    assert base.metrics["test_acc"] > 0.95
-
-    oracle_map = torch.zeros(1, 1, 8, 8)
-    oracle_map[..., 1:4, 1:4] = 1.0
-
-    def oracle(x):
-        return roar.rank_pixels(oracle_map.expand(len(x), 1, 8, 8) + 1e-3 * torch.rand(len(x), 1, 8, 8))
-
-    ranks = {"oracle": {"train": oracle(xtr), "test": oracle(xte)}}
-    for method in ("random", "saliency"):
-        ranks[method] = {"train": roar.compute_ranks(base.model, xtr, ytr, method),
-                         "test": roar.compute_ranks(base.model, xte, yte, method)}
-    rows = []
-    for method, r in ranks.items():
-        for fraction in (0.3, 0.6):
-            ablated = TensorData(**roar.ablated_dataset(blob, r, fraction, "roar"))
-            for row in roar.retrain(ablated, "simplecnn", NONE, cfg, mcfg, [0], "cpu"):
-                rows.append({"method": method, "mode": "roar", "fraction": fraction, **row})
-    curves = pd.DataFrame(rows)
-    acc = curves.set_index(["method", "fraction"]).test_acc
-    assert acc["oracle", 0.3] < 0.62 and acc["oracle", 0.6] < 0.62  # chance is 0.5
-    assert acc["random", 0.3] > 0.9 and acc["random", 0.6] > 0.85
-    assert acc["saliency", 0.6] < acc["random", 0.6] - 0.1  # the gradients found the patch
-    s = roar.scores(curves).set_index("method").score
-    assert s["oracle"] >= s["saliency"] - 0.02 and s["saliency"] > 0 and s["random"] == 0
-
-
-def test_ablation_replaces_exactly_the_ranked_pixels():
-    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
-    ranks = torch.stack([torch.arange(16), torch.arange(15, -1, -1)]).to(torch.int16)
-    fill = torch.tensor([7, 8, 9], dtype=torch.uint8)
-    out = roar.ablate(x, ranks, 0.25, "roar", fill)  # 4 pixels
-    assert torch.equal(out[0, :, 0, :], fill.view(3, 1).expand(3, 4)) and torch.equal(out[0, :, 1:], x[0, :, 1:])
-    assert torch.equal(out[1, :, 3, :], fill.view(3, 1).expand(3, 4)) and torch.equal(out[1, :, :3], x[1, :, :3])
-    kar = roar.ablate(x, ranks, 0.25, "kar", fill)
-    assert torch.equal(kar[0, :, 0, :], x[0, :, 0, :]) and torch.all(kar[0, :, 1:] == fill.view(3, 1, 1))

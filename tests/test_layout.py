@@ -8,8 +8,8 @@ from conftest import REPO
 
 SRC = REPO / "src" / "reglens"
 BASE = {"reglens", "reglens.io", "reglens.device"}
-REPORTING = {"reglens.aggregate", "reglens.plots", "reglens.report"}
-TOP = {"reglens.config", "reglens.__main__", "reglens.cli"}
+REPORTING = {"reglens.aggregate", "reglens.plots", "reglens.report", "reglens.readme"}
+TOP = {"reglens.config", "reglens.__main__", "reglens.cli", "reglens.plan"}
 
 
 def module_name(path: Path) -> str:

@@ -84,3 +84,33 @@ def test_report_is_self_contained_and_names_the_significant_change(tmp_path):
     assert 'src="data:image/png;base64,' in html and 'src="http' not in html
     assert "jacobian raised gini by +0.3" in html
     assert "None: every configured cell and stage is present." in html
+
+
+def test_readme_blocks_are_drawn_from_the_tables(tmp_path):
+    from reglens import readme
+
+    curves = pd.DataFrame([
+        {"study": "s", "arch": "a", "reg": reg, "seed": 0, "method": method, "mode": "roar", "fraction": f,
+         "retrain_seed": k, "test_acc": acc, "train_acc": 0.9 if fitted else 0.2,
+         "status": "fitted" if fitted else "underfit", "fitted": fitted}
+        for reg in ("none", "l2") for method, accs in (("random", (0.95, 0.8)), ("saliency", (0.95, 0.4)))
+        for f, acc in zip((0.0, 0.5), accs) for k, fitted in ((0, True), (1, not (reg == "l2" and method == "saliency" and f)))])
+    leakage = pd.DataFrame([{"reg": r, "seed": 0, "method": m, "fraction": 0.5, "leakage_acc": 0.1}
+                            for r in ("none", "l2") for m in ("random", "saliency")])
+    text = readme.roar(curves, leakage)
+    assert "| l2/seed0 | saliency | 0.400 (underfit) |" in text  # one fitted run: its value, the other flagged
+    assert "| none/seed0 | saliency | 0.400 ± 0.000 |" in text
+    assert "1 of 8 retrains did not fit" in text and "saliency leaves the learner the least (0.400" in text
+    assert "do not support a claim" in text
+    mean, half, n = readme.mean_ci([0.9, 0.92, 0.95, float("nan")])
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean([0.9, 0.92, 0.95]), scale=stats.sem([0.9, 0.92, 0.95]))
+    assert n == 3 and half == pytest.approx((hi - lo) / 2) and mean == pytest.approx(np.mean([0.9, 0.92, 0.95]))
+    page = tmp_path / "README.md"
+    page.write_text("intro\n<!-- generated:roar -->\nold\n<!-- end:roar -->\nrest\n")
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    curves.to_csv(tables / "roar_curves.csv", index=False)
+    leakage.to_csv(tables / "roar_leakage.csv", index=False)
+    assert readme.regenerate(page, tables) == ["roar"]
+    assert page.read_text() == "intro\n<!-- generated:roar -->\n" + text + "\n<!-- end:roar -->\nrest\n"
+    assert readme.regenerate(page, tables) == ["roar"] and page.read_text().count(text) == 1  # idempotent

@@ -201,3 +201,16 @@ def test_runs_that_did_not_fit_are_counted_and_excluded():
     rows = [r for r in rows if not (r["method"] == "saliency" and r["fraction"] == 0.5 and r["retrain_seed"] == 0)]
     s = roar.scores(pd.DataFrame(rows)).set_index("method")
     assert np.isnan(s.loc["saliency", "score"])  # no fitted run at a point: undefined, not filled in
+
+
+def test_ranks_order_by_magnitude_and_break_ties_at_random_not_by_position():
+    scores = torch.zeros(200, 1, 4, 4)
+    scores[:, 0, 3, 3] = -5.0   # the largest magnitude, whatever its sign
+    scores[:, 0, 0, 0] = 2.0
+    ranks = roar.rank_pixels(scores, torch.Generator().manual_seed(0)).long()
+    assert (ranks[:, 0] == 15).all() and (ranks[:, 1] == 0).all()
+    # the 14 tied pixels come in a random order: each position is third about equally often
+    third = torch.bincount(ranks[:, 2], minlength=16)[1:15].float()
+    assert third.min() > 3 and third.max() < 30
+    again = roar.rank_pixels(scores, torch.Generator().manual_seed(0))
+    assert torch.equal(again.long(), ranks)

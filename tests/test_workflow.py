@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -24,8 +25,10 @@ TINY = {
     "actmax": {"steps": 10, "units_per_layer": 1},
     "dissect": {"broden": {"source": "synthetic", "synthetic": {"images": 40, "seg_size": 16, "scale": 2}},
                 "input_size": 16, "workers": 0, "top_units": 2, "top_images": 2},
-    "roar": {"cells": ["tiny/simplecnn/none/seed0"], "methods": ["random", "saliency"], "fractions": [0.5, 0.9],
-             "modes": ["roar", "kar"], "retrain_seeds": [0]},
+    "roar": {"cells": [{"archs": ["simplecnn"], "regularizers": ["none"], "seeds": [0]}],
+             "methods": ["random", "saliency"], "fractions": [0.5], "modes": ["roar", "kar"], "retrain_seeds": [0, 1],
+             "fit_floor": 0.3, "train": {"optimizer": "adam", "lr": 0.01, "epochs": 8}},
+    "road": {"methods": ["random", "saliency"], "fractions": [0.25, 0.5], "images": 60},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn", "lenet"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.25},
                          "train": {"epochs": 3, "lr": 0.05, "batch_size": 64}}},
@@ -59,8 +62,9 @@ def test_tiny_study_end_to_end(study):
     digits = load_dataset(tmp_path / "resources" / "data" / "digits.pt")
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 4, "weights": 4,
-                "explain": 3 * 2 + 2 + 1, "dissect": 4 + 4 * 2 + 5}
-    expected = {k: 4 * v for k, v in per_cell.items()} | {"roar": 2 * 2 * 2}
+                "explain": 3 * 2 + 2 + 1, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2}
+    # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method
+    expected = {k: 4 * v for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2}
     assert table.groupby("stage").size().to_dict() == expected
     assert pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
     for arch in ("simplecnn", "lenet"):
@@ -96,18 +100,46 @@ def test_tiny_study_end_to_end(study):
             assert row.value.item() == units.detector.sum() == summary["total"]["detectors"]
             assert (tmp_path / "results" / "figures" / "cells" / "tiny" / arch / reg / "seed0" / "dissection.png").exists()
 
-    # ROAR: the random baseline scores 0; every retrain is recorded; the curve table has every point
+    # ROAR: every retrain recorded with its fit status; the clean point starts every curve; scores
+    # recomputed here from the runs that fitted; random scores 0
     roar_dir = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0" / "roar"
     curves = pd.read_csv(roar_dir / "curves.csv")
-    assert sorted(zip(curves["mode"], curves.method, curves.fraction)) == [
-        (mode, method, f) for mode in ("kar", "roar") for method in ("random", "saliency") for f in (0.5, 0.9)]
-    assert curves.test_acc.between(0, 1).all()
-    scores = pd.read_csv(roar_dir / "scores.csv").set_index("method").score
-    assert (scores.loc[["random"]] == 0).all()
+    assert sorted(set(zip(curves["mode"], curves.method, curves.fraction))) == [
+        (mode, method, f) for mode in ("kar", "roar") for method in ("random", "saliency") for f in (0.0, 0.5)]
+    assert curves.groupby(["mode", "method", "fraction"]).size().eq(2).all()  # two retrain seeds each
+    assert curves.test_acc.between(0, 1).all() and curves.clean_test_acc.between(0, 1).all()
+    expected_fit = (curves.train_acc >= 0.3) | (curves.status == "no_content")
+    assert (curves.fitted == expected_fit).all() and set(curves.status) <= {"fitted", "underfit", "no_content"}
+    scores = pd.read_csv(roar_dir / "scores.csv").set_index(["mode", "method"])
+    fitted = curves[curves.fitted]
+    for mode in ("roar", "kar"):
+        means = fitted[fitted["mode"] == mode].groupby(["method", "fraction"]).test_acc.mean()
+        if all((m, f) in means for m in ("random", "saliency") for f in (0.0, 0.5)):
+            diff = means["random"] - means["saliency"] if mode == "roar" else means["saliency"] - means["random"]
+            assert scores.loc[(mode, "saliency"), "score"] == pytest.approx(np.trapezoid(diff.values, [0.0, 0.5]))
+            assert scores.loc[(mode, "random"), "score"] == 0
+        else:
+            assert np.isnan(scores.loc[(mode, "saliency"), "score"])
+        assert scores.loc[(mode, "saliency"), "unfitted"] == (~curves[(curves["mode"] == mode) & (curves.method == "saliency")
+                                                                        & (curves.fraction > 0)].fitted).sum()
+    leakage = pd.read_csv(roar_dir / "leakage.csv")
+    assert sorted(zip(leakage.method, leakage.fraction)) == [("random", 0.5), ("saliency", 0.5)]
+    baseline = json.loads((tmp_path / "results" / "tiny" / "_roar" / "simplecnn" / "baseline.json").read_text())
+    assert [r["test_acc"] for r in baseline["clean"]] == curves[(curves.fraction == 0) & (curves.method == "random")
+                                                                & (curves["mode"] == "roar")].test_acc.tolist()
+    shared = curves[(curves.method == "random") & (curves.fraction > 0)]
+    assert shared.test_acc.tolist() == [r["test_acc"] for r in sorted(baseline["random"]["runs"], key=lambda r: (
+        r["mode"], r["fraction"], r["retrain_seed"]))]
     pooled = pd.read_csv(tmp_path / "results" / "tables" / "roar_curves.csv")
-    assert len(pooled) == 8 and set(pooled.arch) == {"simplecnn"}
-    assert not list(roar_dir.glob("*/*/data.pt"))  # ablated datasets are temporary
-
+    assert len(pooled) == len(curves) and set(pooled.arch) == {"simplecnn"}
+    # ROAD on every cell: the score is the LeRF - MoRF area of its own curves
+    for arch in ("simplecnn", "lenet"):
+        road = tmp_path / "results" / "tiny" / arch / "none" / "seed0" / "road"
+        rc, rs = pd.read_csv(road / "curves.csv"), pd.read_csv(road / "scores.csv").set_index("method")
+        for method, g in rc.groupby("method"):
+            t = g.pivot_table(index="fraction", columns="order", values="accuracy").sort_index()
+            assert list(t.index) == [0.0, 0.25, 0.5] and t.loc[0.0, "morf"] == t.loc[0.0, "lerf"]
+            assert rs.loc[method, "score"] == pytest.approx(np.trapezoid((t.lerf - t.morf).values, t.index.values))
 
 
 def jobs_of_dry_run(output):

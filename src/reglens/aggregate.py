@@ -61,10 +61,26 @@ def _explain(path: Path) -> dict:
 
 
 def _roar(path: Path) -> dict:
+    """Scores (NaN where no run at a point fitted), the accuracy at the largest fraction, the number of
+    retrains that did not fit, and the leakage control per fraction."""
     out = {}
-    for row in read_csv(path).itertuples():
+    scores = read_csv(path)
+    for row in scores.itertuples():
         out[f"{row.mode}_score_{row.method}"] = row.score
         out[f"{row.mode}_acc@{row.max_fraction:g}_{row.method}"] = row.acc_at_max_fraction
+    out["roar_unfitted"] = float(scores.unfitted.sum())
+    out["roar_runs"] = float(scores.runs.sum())
+    for row in read_csv(path.parent / "leakage.csv").itertuples():
+        out[f"roar_leakage@{row.fraction:g}_{row.method}"] = row.leakage_acc
+    return out
+
+
+def _road(path: Path) -> dict:
+    out = {}
+    for row in read_csv(path).itertuples():
+        out[f"road_score_{row.method}"] = row.score
+        out[f"road_morf_auc_{row.method}"] = row.morf_auc
+        out[f"road_lerf_auc_{row.method}"] = row.lerf_auc
     return out
 
 
@@ -91,18 +107,20 @@ STAGES = {
     "weights": ("robustness/weights.csv", _weights),
     "explain": ("explain/metrics.csv", _explain),
     "roar": ("roar/scores.csv", _roar),
+    "road": ("road/scores.csv", _road),
     "dissect": ("dissect/summary.json", _dissect),
 }
 PER_CELL = [stage for stage in STAGES if stage != "roar"]  # roar runs on the configured base cells only
+OPTIONAL = ("road", "dissect")  # per-cell stages a config can switch off
 
 
-def per_cell_stages(dissect: bool = True) -> list[str]:
-    return [stage for stage in PER_CELL if dissect or stage != "dissect"]
+def per_cell_stages(enabled=OPTIONAL) -> list[str]:
+    return [stage for stage in PER_CELL if stage not in OPTIONAL or stage in enabled]
 
 
-def stage_files(cell_dir: str, dissect: bool = True) -> list[str]:
+def stage_files(cell_dir: str, enabled=OPTIONAL) -> list[str]:
     """The files of every per-cell stage, for a cell folder pattern."""
-    return [f"{cell_dir}/{STAGES[stage][0]}" for stage in per_cell_stages(dissect)]
+    return [f"{cell_dir}/{STAGES[stage][0]}" for stage in per_cell_stages(enabled)]
 
 
 def cell_folder(results_root, cell: dict) -> Path:
@@ -123,14 +141,14 @@ def concat_cell_tables(results_root, cells: list[dict], filename: str) -> pd.Dat
 
 
 def collect(results_root: str | Path, cells: list[dict], roar_cells=(),
-            dissect: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+            enabled=OPTIONAL) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (tidy table, missing table). A cell's stage whose file is absent is listed as missing.
     `roar_cells` are the cell paths (study/arch/reg/seed<k>) that have a ROAR stage."""
     rows, missing = [], []
     for cell in cells:
         folder = cell_folder(results_root, cell)
         path_key = f"{cell['study']}/{cell['arch']}/{cell['reg']}/seed{cell['seed']}"
-        for stage in per_cell_stages(dissect) + (["roar"] if path_key in set(roar_cells) else []):
+        for stage in per_cell_stages(enabled) + (["roar"] if path_key in set(roar_cells) else []):
             filename, reader = STAGES[stage]
             path = folder / filename
             if not path.exists():

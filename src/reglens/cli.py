@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from reglens import config
+from reglens import config, plan, readme
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -35,8 +36,37 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("config-doc", help="print config/README.md (every config key, from the schema)")
     check = commands.add_parser("check-config", help="validate config files, naming the line of any YAML error")
     check.add_argument("paths", nargs="+")
+    bill = commands.add_parser("plan", help="jobs, FLOPs and GPU-hours per rule, before a run")
+    bill.add_argument("--configfile", nargs="+", default=[str(config.SCHEMA_PATH.parents[2] / "config" / "demo.yaml")])
+    bill.add_argument("--device", default="h200", choices=sorted(plan.DEVICES))
+    bill.add_argument("--utilization", type=float, default=0.3, help="fraction of the device's peak reached")
+    regen = commands.add_parser("readme", help="rewrite the generated result blocks of README.md and docs/*.md "
+                                               "from results/tables")
+    regen.add_argument("pages", nargs="*", help="default: README.md and docs/*.md")
+    regen.add_argument("--tables", default="results/tables")
     args = parser.parse_args(argv)
+    if args.command == "readme":
+        for page in args.pages or ["README.md", *sorted(str(p) for p in Path("docs").glob("*.md"))]:
+            done = readme.regenerate(page, args.tables)
+            if done:
+                print(f"{page}: regenerated {', '.join(done)}")
+        return 0
     if args.command == "config-doc":
         sys.stdout.write(config.config_doc())
         return 0
+    if args.command == "plan":
+        return print_plan(args.configfile, args.device, args.utilization)
     return check_config(args.paths)
+
+
+def print_plan(paths: list[str], device: str, utilization: float) -> int:
+    merged: dict = {}
+    for path in paths:
+        merged = _merge(merged, config.load_yaml(path))
+    cfg = config.validate(merged)
+    table = plan.bill(cfg, device, utilization)
+    peak = plan.DEVICES[device]
+    print(f"{', '.join(paths)}: {len(config.cells(cfg))} cells; {peak['name']} at {utilization:.0%} of its dense peak "
+          f"(fp32 jobs at TF32 {peak['tf32'] / 1e12:.0f} TFLOP/s, bf16 {peak['bf16'] / 1e12:.0f} TFLOP/s)")
+    print(table.to_string(index=False, formatters={"pflop": "{:,.1f}".format, "gpu_hours": "{:,.2f}".format}))
+    return 0

@@ -61,7 +61,8 @@ def schema(path: str | Path = SCHEMA_PATH) -> dict:
     reg_item = out["properties"]["regularizers"]["additionalProperties"]["items"]
     reg_item["properties"]["kind"]["enum"] = sorted(regularizers.KINDS)
     props = out["properties"]
-    for section, key in (("explain", "methods"), ("explain", "mprt_methods"), ("roar", "methods")):
+    for section, key in (("explain", "methods"), ("explain", "mprt_methods"), ("roar", "methods"),
+                         ("road", "methods")):
         props[section]["properties"][key]["items"]["enum"] = sorted(attribution.METHODS)
     return out
 
@@ -104,6 +105,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     cfg["actmax"] = {**actmax.ACTMAX_DEFAULTS, **cfg.get("actmax", {})}
     cfg["roar"] = {**roar.ROAR_DEFAULTS, **cfg.get("roar", {})}
     cfg["roar"]["learner"] = {**roar.ROAR_DEFAULTS["learner"], **cfg["roar"]["learner"]}
+    cfg["road"] = {**roar.ROAD_DEFAULTS, **cfg.get("road", {})}
     _dissect_settings(cfg)
     variants = cfg["regularizers"]
     for name in variants:
@@ -151,14 +153,45 @@ def _dissect_settings(cfg: dict) -> None:
             raise ConfigError(str(exc)) from None
 
 
+GRID_KEYS = {"studies": None, "archs": "archs", "regularizers": "regularizers", "seeds": "seeds"}
+
+
+def expand_roar_cells(cfg: dict) -> list[str]:
+    """roar.cells as cell paths: each entry is a path (study/arch/reg/seed<k>) or a grid
+    {studies, archs, regularizers, seeds}, each a list or 'all' (every value the study has)."""
+    configured = {cell.path for cell in cells(cfg)}
+    out = []
+    for i, entry in enumerate(cfg["roar"]["cells"]):
+        if isinstance(entry, str):
+            if entry not in configured:
+                raise ConfigError(f"roar.cells[{i}]: {entry!r} is not a configured cell (study/arch/reg/seed<k>)")
+            paths = [entry]
+        else:
+            studies = list(cfg["studies"]) if entry.get("studies", "all") == "all" else entry["studies"]
+            paths = []
+            for study in studies:
+                if study not in cfg["studies"]:
+                    raise ConfigError(f"roar.cells[{i}].studies: {study!r} is not a study; studies: {sorted(cfg['studies'])}")
+                s = cfg["studies"][study]
+                axes = {}
+                for key in ("archs", "regularizers", "seeds"):
+                    chosen = entry.get(key, "all")
+                    chosen = s[key] if chosen == "all" else chosen
+                    missing = [v for v in chosen if v not in s[key]]
+                    if missing:
+                        raise ConfigError(f"roar.cells[{i}].{key}: {missing} not in studies.{study}.{key} {s[key]}")
+                    axes[key] = chosen
+                paths += [f"{study}/{a}/{r}/seed{k}" for a in axes["archs"] for r in axes["regularizers"]
+                          for k in axes["seeds"]]
+        out += [p for p in paths if p not in out]
+    return out
+
+
 def _check_roar(cfg: dict) -> None:
     r = cfg["roar"]
     if "random" not in r["methods"]:
         raise ConfigError(f"roar.methods: {r['methods']} lacks 'random', the baseline every score is measured against")
-    configured = {cell.path for cell in cells(cfg)}
-    for i, path in enumerate(r["cells"]):
-        if path not in configured:
-            raise ConfigError(f"roar.cells[{i}]: {path!r} is not a configured cell (study/arch/reg/seed<k>)")
+    r["cells"] = expand_roar_cells(cfg)
     if r["learner"]["arch"] is not None and r["learner"]["arch"] not in models.MODELS:
         raise ConfigError(f"roar.learner.arch: {r['learner']['arch']!r} is not valid; valid: {sorted(models.MODELS)}")
     _check_variant(r["learner"]["reg"], cfg["regularizers"], "roar.learner.reg")
@@ -195,6 +228,12 @@ def cells(cfg: dict) -> list[Cell]:
     return [Cell(sname, study["dataset"], arch, reg, seed)
             for sname, study in cfg["studies"].items()
             for arch in study["archs"] for reg in study["regularizers"] for seed in study["seeds"]]
+
+
+def cell_at(cfg: dict, path: str) -> Cell:
+    """The configured cell of a path study/arch/reg/seed<k>."""
+    study, arch, reg, seed = path.split("/")
+    return find_cell(cfg, study, arch, reg, int(seed.removeprefix("seed")))
 
 
 def find_cell(cfg: dict, study: str, arch: str, reg: str, seed: int) -> Cell:

@@ -1,7 +1,9 @@
 """Figures, drawn only from tables (CSV/JSON) and saved maps, never from models."""
 from __future__ import annotations
 
+import multiprocessing
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -79,41 +81,71 @@ def pca(table: pd.DataFrame, path, title: str = "") -> None:
     save(fig, path)
 
 
+def _image_tile(image) -> np.ndarray:
+    """(C, H, W) pixels in [0, 1] -> (H, W, 3) RGB (grayscale repeated)."""
+    array = np.asarray(image, dtype=float).transpose(1, 2, 0).clip(0, 1)
+    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
+
+
+def _map_tile(saliency, cmap=plt.get_cmap("inferno")) -> np.ndarray:
+    """(H, W) non-negative map -> (H, W, 3) RGB on its own colour scale (0 to its maximum)."""
+    array = np.asarray(saliency, dtype=float)
+    top = array.max()
+    return cmap(array / top if top > 0 else array)[..., :3]
+
+
+def mosaic(tiles: list[list[np.ndarray]], path, row_labels=(), col_labels=(), title: str = "",
+           cell_inches: float = 0.9) -> None:
+    """A grid of equally sized RGB tiles drawn as one image (one axes, however many tiles), with row
+    and column labels: far faster than an axes per tile."""
+    rows, cols = len(tiles), max(len(r) for r in tiles)
+    h, w = tiles[0][0].shape[:2]
+    gap = max(1, h // 8)
+    canvas = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap, 3))
+    for i, row in enumerate(tiles):
+        for j, tile in enumerate(row):
+            canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = tile
+    fig, ax = plt.subplots(figsize=(cell_inches * cols + (1.0 if row_labels else 0.2), cell_inches * rows + 0.6))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.grid(False)
+    ax.set_xticks([(w + gap) * j + w / 2 for j in range(len(col_labels))], list(col_labels), fontsize=6)
+    ax.xaxis.tick_top()
+    ax.set_yticks([(h + gap) * i + h / 2 for i in range(len(row_labels))], list(row_labels), fontsize=6)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=8, pad=14)
+    save(fig, path)
+
+
 def attribution_grid(maps: dict, path, title: str = "") -> None:
     """Rows: the fixed test images; columns: the image, then each method's |map| (own colour scale)."""
     images, methods, grid = maps["images"], maps["methods"], maps["maps"]
-    n, m = len(images), len(methods)
-    fig, axes = plt.subplots(n, m + 1, figsize=(1.2 * (m + 1), 1.25 * n), squeeze=False)
-    for i in range(n):
-        img = images[i].permute(1, 2, 0).squeeze(-1).numpy()
-        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-        axes[i, 0].set_ylabel(f"y={int(maps['labels'][i])} p={int(maps['predicted'][i])}", fontsize=6)
-        for j in range(m):
-            axes[i, j + 1].imshow(grid[j, i].numpy(), cmap="inferno")
-    for j, name in enumerate(["image", *methods]):
-        axes[0, j].set_title(name.replace("_", "\n"), fontsize=6)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title, fontsize=8)
-    save(fig, path)
+    tiles = [[_image_tile(images[i])] + [_map_tile(grid[j, i]) for j in range(len(methods))]
+             for i in range(len(images))]
+    labels = [f"y={int(maps['labels'][i])} p={int(maps['predicted'][i])}" for i in range(len(images))]
+    mosaic(tiles, path, labels, ["image", *[m.replace("_", "\n") for m in methods]], title)
 
 
 def actmax_grid(blob: dict, path, title: str = "") -> None:
+    """Every maximized unit and class logit, ten per row, labelled layer:unit."""
     images, layers, units = blob["images"], blob["layers"], blob["units"]
-    n = len(images)
-    cols = min(10, n)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.25 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k in range(n):
-        ax = axes.flat[k]
-        img = images[k].permute(1, 2, 0).squeeze(-1).numpy()
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-        ax.set_title(f"{layers[k].removeprefix('body.')}:{units[k]}", fontsize=6)
-    fig.suptitle(title, fontsize=8)
-    save(fig, path)
+    names = [f"{layer.removeprefix('body.')}:{unit}" for layer, unit in zip(layers, units)]
+    cols = min(10, len(images))
+    tiles = [[_image_tile(images[k]) for k in range(start, min(start + cols, len(images)))]
+             for start in range(0, len(images), cols)]
+    blank = np.ones_like(tiles[0][0])
+    tiles[-1] += [blank] * (cols - len(tiles[-1]))
+    rows = [" ".join(names[start:start + cols][:1]) + " …" for start in range(0, len(images), cols)]
+    mosaic(tiles, path, rows, [], f"{title}\n" + ", ".join(names), cell_inches=0.8)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a boolean mask that touch its outside (4-neighbourhood)."""
+    padded = np.pad(mask, 1)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
 
 
 def dissection_units(shown: list[dict], path, title: str = "") -> None:
@@ -121,38 +153,70 @@ def dissection_units(shown: list[dict], path, title: str = "") -> None:
     outline of its concept's mask in cyan."""
     if not shown:
         return
-    cols = max(len(s["images"]) for s in shown)
-    fig, axes = plt.subplots(len(shown), cols, figsize=(1.3 * cols, 1.45 * len(shown)), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for r, s in enumerate(shown):
+    tiles = []
+    for s in shown:
+        row = []
         for c in range(len(s["images"])):
-            ax = axes[r, c]
-            ax.imshow(s["images"][c].permute(1, 2, 0).numpy())
-            overlay = np.zeros(s["unit_masks"][c].shape + (4,))
-            overlay[s["unit_masks"][c].numpy()] = (1, 0, 0, 0.45)
-            ax.imshow(overlay)
-            if s["concept_masks"][c].any():
-                ax.contour(s["concept_masks"][c].numpy().astype(float), levels=[0.5], colors="cyan", linewidths=0.7)
-        axes[r, 0].set_title(f"{s['layer'].removeprefix('body.')}:{s['unit']} {s['concept']} ({s['category']}) "
-                             f"IoU {s['iou']:.2f}", fontsize=6, loc="left")
-    fig.suptitle(title, fontsize=8)
-    save(fig, path)
+            tile = s["images"][c].permute(1, 2, 0).numpy().astype(float) / 255
+            unit = s["unit_masks"][c].numpy().astype(bool)
+            tile[unit] = 0.55 * tile[unit] + 0.45 * np.array([1.0, 0.0, 0.0])
+            tile[_outline(s["concept_masks"][c].numpy().astype(bool))] = (0.0, 1.0, 1.0)
+            row.append(tile)
+        tiles.append(row)
+    labels = [f"{s['layer'].removeprefix('body.')}:{s['unit']} {s['concept']} ({s['category']}) IoU {s['iou']:.2f}"
+              for s in shown]
+    mosaic(tiles, path, labels, [], title, cell_inches=1.0)
 
 
-def roar_curves(curves: pd.DataFrame, path, title: str = "") -> None:
+def _method_colors(methods) -> dict:
+    palette = plt.get_cmap("tab10")
+    others = [m for m in sorted(methods) if m != "random"]
+    return {"random": "k", **{m: palette(i % 10) for i, m in enumerate(others)}}
+
+
+def roar_curves(curves: pd.DataFrame, leakage: pd.DataFrame | None, path, title: str = "") -> None:
+    """Per mode: each method's mean over the runs that fitted (line; random dashed), every run as a
+    point (an x for a run that did not fit); and the leakage control: the learner on the mask alone."""
     modes = sorted(curves["mode"].unique())
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.4), squeeze=False)
+    panels = len(modes) + (leakage is not None and len(leakage) > 0)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
+    colors = _method_colors(curves.method.unique())
+    jitter = {m: 0.012 * (i - len(colors) / 2) for i, m in enumerate(sorted(colors))}
     for ax, mode in zip(axes.flat, modes):
-        mean = curves[curves["mode"] == mode].groupby(["method", "fraction"]).test_acc.agg(["mean", "std"])
-        for method, g in mean.groupby(level=0):
-            g = g.droplevel(0)
-            style = dict(color="k", ls="--") if method == "random" else {}
-            ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", ms=3, capsize=2,
-                        label=method, **style)
+        d = curves[curves["mode"] == mode]
+        for method, g in d.groupby("method"):
+            fitted = g[g.fitted.astype(bool)]
+            mean = fitted.groupby("fraction").test_acc.mean()
+            ax.plot(mean.index, mean.values, color=colors[method], ls="--" if method == "random" else "-",
+                    label=method, lw=1.2)
+            ax.scatter(fitted.fraction + jitter[method], fitted.test_acc, color=colors[method], s=9, alpha=0.7)
+            bad = g[~g.fitted.astype(bool)]
+            if len(bad):
+                ax.scatter(bad.fraction + jitter[method], bad.test_acc, color=colors[method], marker="x", s=25,
+                           label=f"{method}: did not fit")
         ax.set(xlabel="fraction of pixels " + ("removed" if mode == "roar" else "kept"),
                ylabel="retrained test accuracy", title=f"{title} {mode.upper()}", ylim=(0, 1.02))
         ax.legend(fontsize=6)
+    if panels > len(modes):
+        ax = axes.flat[-1]
+        for method, g in leakage.groupby("method"):
+            ax.plot(g.fraction, g.leakage_acc, color=colors.get(method, "gray"), marker="o", ms=3, ls=":", label=method)
+        ax.set(xlabel="fraction of pixels removed", ylabel="accuracy from the mask alone",
+               title="leakage control", ylim=(0, 1.02))
+        ax.legend(fontsize=6)
+    save(fig, path)
+
+
+def road_curves(curves: pd.DataFrame, path, title: str = "") -> None:
+    """ROAD: the model's accuracy with the most (MoRF, solid) or least (LeRF, dotted) relevant pixels imputed."""
+    colors = _method_colors(curves.method.unique())
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for (method, order), g in curves.groupby(["method", "order"]):
+        ax.plot(g.fraction, g.accuracy, color=colors[method], ls="-" if order == "morf" else ":", marker="o", ms=3,
+                label=f"{method} {order.upper()}")
+    ax.set(xlabel="fraction of pixels imputed", ylabel="test accuracy (own model)", ylim=(0, 1.02),
+           title=f"{title} ROAD")
+    ax.legend(fontsize=5, ncol=2)
     save(fig, path)
 
 
@@ -216,12 +280,14 @@ def per_method(summary: pd.DataFrame, method_of, stem, ylabel: str) -> list[str]
 
 
 def roar_study(curves: pd.DataFrame, stem) -> list[str]:
-    """ROAR / KAR curves per base cell with the random baseline dashed."""
+    """ROAR / KAR per study and learner: one panel per mode x method, a line per base regularizer (mean
+    over base seeds and retrain seeds that fitted, 95% interval), the random baseline in each panel."""
     sns = _seaborn()
-    curves = curves.assign(cell=curves.arch + "/" + curves.reg + "/s" + curves.seed.astype(str))
-    g = sns.relplot(curves, x="fraction", y="test_acc", hue="method", col="cell", row="mode", kind="line",
-                    marker="o", errorbar=("ci", 95), height=2.8, aspect=1.1,
-                    style=curves.method.eq("random").map({True: "random baseline", False: "attribution"}))
+    d = curves[curves.fitted.astype(bool)].assign(panel=lambda f: f["mode"].str.upper() + " | " + f.method)
+    if d.empty:  # no retrain fitted: nothing to average (the per-cell figures show every run)
+        return []
+    g = sns.relplot(d, x="fraction", y="test_acc", hue="reg", col="panel", row="study", kind="line", marker="o",
+                    errorbar=("ci", 95), height=2.6, aspect=1.1, facet_kws={"sharey": True})
     g.set_axis_labels("fraction removed (ROAR) / kept (KAR)", "retrained test accuracy")
     g.set_titles("{row_name} | {col_name}")
     g.set(ylim=(0, 1.02))
@@ -243,40 +309,26 @@ def robustness_study(attacks: pd.DataFrame, stem) -> list[str]:
 def explain_across_regularizers(maps_by_reg: dict, stem, image: int = 0) -> list[str]:
     """One test image: rows = regularizers, columns = the image and each method's map."""
     regs = list(maps_by_reg)
-    first = maps_by_reg[regs[0]]
-    methods = first["methods"]
-    fig, axes = plt.subplots(len(regs), len(methods) + 1, figsize=(1.1 * (len(methods) + 1), 1.15 * len(regs)),
-                             squeeze=False)
-    for i, reg in enumerate(regs):
-        m = maps_by_reg[reg]
-        img = m["images"][image].permute(1, 2, 0).squeeze(-1).numpy()
-        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-        axes[i, 0].set_ylabel(reg, fontsize=7)
-        for j in range(len(methods)):
-            axes[i, j + 1].imshow(m["maps"][j, image].numpy(), cmap="inferno")
-    for j, name in enumerate(["image", *methods]):
-        axes[0, j].set_title(name.replace("_", "\n"), fontsize=6)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return save_both(fig, stem)
+    methods = maps_by_reg[regs[0]]["methods"]
+    tiles = [[_image_tile(maps_by_reg[r]["images"][image])]
+             + [_map_tile(maps_by_reg[r]["maps"][j, image]) for j in range(len(methods))] for r in regs]
+    return mosaic_both(tiles, stem, regs, ["image", *[m.replace("_", "\n") for m in methods]])
 
 
 def actmax_across_regularizers(blobs: dict, stem) -> list[str]:
     """Class-logit maximization images: rows = regularizers, columns = classes."""
     regs = list(blobs)
     logits = [k for k, layer in enumerate(blobs[regs[0]]["layers"]) if layer == "logit"]
-    fig, axes = plt.subplots(len(regs), len(logits), figsize=(0.9 * len(logits), 1.0 * len(regs)), squeeze=False)
-    for i, reg in enumerate(regs):
-        for j, k in enumerate(logits):
-            img = blobs[reg]["images"][k].permute(1, 2, 0).squeeze(-1).numpy()
-            axes[i, j].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        axes[i, 0].set_ylabel(reg, fontsize=7)
-    for j, k in enumerate(logits):
-        axes[0, j].set_title(f"class {blobs[regs[0]]['units'][k]}", fontsize=6)
-    return save_both(fig, stem)
+    tiles = [[_image_tile(blobs[r]["images"][k]) for k in logits] for r in regs]
+    return mosaic_both(tiles, stem, regs, [f"class {blobs[regs[0]]['units'][k]}" for k in logits])
+
+
+def mosaic_both(tiles, stem, row_labels, col_labels) -> list[str]:
+    """A mosaic as PNG and SVG."""
+    paths = [f"{stem}.png", f"{stem}.svg"]
+    for path in paths:
+        mosaic(tiles, path, row_labels, col_labels)
+    return paths
 
 
 def _boundary_figure(cell, path, title):
@@ -299,7 +351,9 @@ CELL_FIGURES = {
     "actmax.png": ("explain", ["explain/actmax.pt"], lambda c, p, t: actmax_grid(load_torch(c / "explain/actmax.pt"), p, t)),
     "dissection.png": ("dissect", ["dissect/top.pt"],
                        lambda c, p, t: dissection_units(load_torch(c / "dissect/top.pt"), p, t)),
-    "roar_curves.png": ("roar", ["roar/curves.csv"], lambda c, p, t: roar_curves(read_csv(c / "roar/curves.csv"), p, t)),
+    "roar_curves.png": ("roar", ["roar/curves.csv", "roar/leakage.csv"],
+                        lambda c, p, t: roar_curves(read_csv(c / "roar/curves.csv"), read_csv(c / "roar/leakage.csv"), p, t)),
+    "road.png": ("road", ["road/curves.csv"], lambda c, p, t: road_curves(read_csv(c / "road/curves.csv"), p, t)),
 }
 
 
@@ -320,10 +374,10 @@ def cell_figures(cell_dir, out_dir, title: str) -> list[str]:
     return made
 
 
-def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[str]:
+def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1) -> list[str]:
     """Every figure of a study into `out_dir` (written to a temporary folder, then renamed):
     summary figures from results/tables, across-regularizer grids and per-cell figures from the
-    cells' saved tables and maps."""
+    cells' saved tables and maps (those in `workers` processes)."""
     tables_dir, results_root, out_dir = Path(tables_dir), Path(results_root), Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -342,7 +396,8 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[
     for metric, label in labels.items():
         if metric in present:
             made += metric_by_regularizer(summary, metric, tmp / metric, label)
-    for prefix, label in (("roar_score_", "ROAR score (area vs random)"), ("kar_score_", "KAR score (area vs random)")):
+    for prefix, label in (("roar_score_", "ROAR score (area vs random)"), ("kar_score_", "KAR score (area vs random)"),
+                          ("road_score_", "ROAD score (LeRF - MoRF area)")):
         made += per_method(summary, lambda m, p=prefix: m.removeprefix(p) if m.startswith(p) else None,
                            tmp / prefix.rstrip("_"), label)
     for suffix, label in (("_gini", "Gini index of |map| (sparseness)"), ("_entropy", "entropy of |map| (nats)"),
@@ -369,9 +424,16 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[
         acts = {r: load_torch(f / "actmax.pt") for r, f in folders.items() if (f / "actmax.pt").exists()}
         if acts:
             made += actmax_across_regularizers(acts, tmp / f"actmax_{study}_{arch}")
+    jobs = []
     for cell in cells:
         rel = Path(cell["study"]) / cell["arch"] / cell["reg"] / f"seed{cell['seed']}"
-        made += cell_figures(results_root / rel, tmp / "cells" / rel, f"{cell['arch']} / {cell['reg']} / seed {cell['seed']}")
+        jobs.append((results_root / rel, tmp / "cells" / rel, f"{cell['arch']} / {cell['reg']} / seed {cell['seed']}"))
+    if workers > 1 and len(jobs) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        # fork: the children need no importable __main__ (a Snakemake script has none to re-run)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            made += [path for paths in pool.map(cell_figures, *zip(*jobs)) for path in paths]
+    else:
+        made += [path for job in jobs for path in cell_figures(*job)]
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return [m.replace(str(tmp), str(out_dir), 1) for m in made]

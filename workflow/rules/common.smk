@@ -24,6 +24,7 @@ DATA_ROOT = CFG["data"]["root"]
 CELL_DIR = "results/{study}/{arch}/{reg}/seed{seed}"
 ROAR = CFG["roar"]
 DISSECT = CFG["dissect"]
+ENABLED = [stage for stage in reglens_aggregate.OPTIONAL if CFG[stage]["enabled"]]  # optional per-cell stages
 
 
 wildcard_constraints:
@@ -74,7 +75,7 @@ def existing_only(paths):
 
 def figure_inputs(wildcards):
     """What draw_figures reads besides the tables: each cell's saved maps and tables."""
-    stages = ["robustness", "explain"] + (["dissect"] if CFG["dissect"]["enabled"] else [])
+    stages = ["robustness", "explain", *ENABLED]
     paths = [f"{CELL_DIR.format(**cell.as_dict())}/{source}"
              for cell in CELLS for source in reglens_plots.cell_figure_sources(stages)]
     paths += [f"results/{cell}/{source}" for cell in ROAR["cells"] for source in reglens_plots.cell_figure_sources(["roar"])]
@@ -82,7 +83,7 @@ def figure_inputs(wildcards):
 
 
 def aggregate_inputs(wildcards):
-    patterns = reglens_aggregate.stage_files(CELL_DIR, CFG["dissect"]["enabled"])
+    patterns = reglens_aggregate.stage_files(CELL_DIR, ENABLED)
     return [checked(path) for path in existing_only([f for pattern in patterns for f in cell_paths(pattern)]
                                                      + roar_targets())]
 
@@ -108,7 +109,7 @@ def roar_targets():
 
 
 def all_targets():
-    return (train_targets() + robustness_targets() + explain_targets() + roar_targets()
+    return (train_targets() + robustness_targets() + explain_targets() + roar_targets() + road_targets()
             + dissect_targets() + ["results/report.html"])
 
 
@@ -132,24 +133,48 @@ def train_params(wildcards):
     }
 
 
-def roar_retrain_targets(cell_dir):
-    return [f"{cell_dir}/roar/{method}/{mode}_{fraction:g}/retrain.json"
-            for method in ROAR["methods"] for mode in ROAR["modes"] for fraction in ROAR["fractions"]]
+def roar_settings():
+    """What every ROAR point depends on besides its learner (a param: a change reruns the retrains)."""
+    return {key: ROAR[key] for key in ("fractions", "modes", "retrain_seeds", "fill", "noise", "fit_floor", "leakage",
+                                       "batch_size", "options")}
+
+
+def learner_of(cell):
+    """The fixed ROAR learner of a base cell: its arch, regularizer, training and model settings."""
+    study = CFG["studies"][cell.study]
+    arch = ROAR["learner"]["arch"] or cell.arch
+    width = ROAR["learner"]["width"]
+    return {
+        "arch": arch,
+        "reg": ROAR["learner"]["reg"],
+        "regularizer": reglens_regularizers.resolve(ROAR["learner"]["reg"], CFG["regularizers"]),
+        "train": {**study["train"], **ROAR["train"]},
+        "model": {**study["model"], **({"width": width} if width else {})},
+    }
+
+
+def roar_baseline_file(cell):
+    return f"results/{cell.study}/_roar/{learner_of(cell)['arch']}/baseline.json"
 
 
 def roar_learner(wildcards):
     cell = cell_of(wildcards)
-    study = CFG["studies"][cell.study]
-    return {
-        "arch": ROAR["learner"]["arch"] or cell.arch,
-        "reg": ROAR["learner"]["reg"],
-        "regularizer": reglens_regularizers.resolve(ROAR["learner"]["reg"], CFG["regularizers"]),
-        "train": {**study["train"], **ROAR["train"]},
-        "model": study["model"],
-        "seeds": ROAR["retrain_seeds"],
-        "meta": {"cell": cell.as_dict(), "method": wildcards.method, "mode": wildcards.mode,
-                 "fraction": float(wildcards.fraction)},
-    }
+    return {**learner_of(cell), "meta": {"cell": cell.as_dict(), "method": wildcards.method}}
+
+
+def roar_baseline_learner(wildcards):
+    """The learner of the study's base cells whose learner arch is `wildcards.learner`."""
+    base = next(cell for cell in roar_cells() if cell.study == wildcards.study
+                and learner_of(cell)["arch"] == wildcards.learner)
+    return learner_of(base)
+
+
+def roar_cells():
+    return [reglens_config.cell_at(CFG, path) for path in ROAR["cells"]]
+
+
+def road_targets():
+    return cell_paths(f"{CELL_DIR}/road/scores.csv") if CFG["road"]["enabled"] else []
 
 
 def broden_root():

@@ -22,10 +22,12 @@ rule aggregate:
         comparisons=f"{TABLES}/comparisons.csv",
         ranking=f"{TABLES}/ranking.csv",
         dissect_units=f"{TABLES}/dissect_units.csv",
+        roar_leakage=f"{TABLES}/roar_leakage.csv",
+        road_curves=f"{TABLES}/road_curves.csv",
     params:
         cells=[cell.as_dict() for cell in CELLS],
         roar_cells=CFG["roar"]["cells"],
-        dissect=CFG["dissect"]["enabled"],
+        enabled=ENABLED,
     log:
         "logs/aggregate.log",
     conda:
@@ -45,6 +47,7 @@ rule draw_figures:
         cells=[cell.as_dict() for cell in CELLS],
     log:
         "logs/figures.log",
+    threads: workflow.cores
     conda:
         "../envs/reglens.yaml"
     script:

@@ -1,11 +1,13 @@
-# ROAR / KAR for the base cells of config roar.cells: rank -> ablate -> retrain -> score.
+# ROAR / KAR for the base cells of config roar.cells: rank -> retrain (every point of one base cell and
+# method in one job, plus the leakage control) -> score. What does not depend on the base model, the
+# clean 0 % point and the random baseline, is trained once per study and learner.
+# ROAD for every cell: its own model on imputed images, no retraining.
 ROAR_DIR = f"{CELL_DIR}/roar"
 
 
 wildcard_constraints:
     method=r"[a-z_]+",
-    mode=r"roar|kar",
-    fraction=r"[0-9]+(\.[0-9]+)?",
+    learner=r"[a-z0-9_]+",
 
 
 rule roar_rank:
@@ -25,29 +27,34 @@ rule roar_rank:
         "../scripts/roar_rank.py"
 
 
-rule roar_ablate:
+rule roar_baseline:
     input:
-        ranks=intact(f"{ROAR_DIR}/{{method}}/ranks.pt"),
-        data=study_dataset_file,
+        data=lambda wildcards: ancient(checked(dataset_file(CFG["studies"][wildcards.study]["dataset"]))),
     output:
-        temp(f"{ROAR_DIR}/{{method}}/{{mode}}_{{fraction}}/data.pt"),
+        f"results/{{study}}/_roar/{{learner}}/baseline.json",
+    params:
+        learner=roar_baseline_learner,
+        cfg=roar_settings(),
     log:
-        "logs/roar_ablate/{study}/{arch}/{reg}/seed{seed}/{method}/{mode}_{fraction}.log",
+        "logs/roar_baseline/{study}/{learner}.log",
+    threads: 1
     conda:
         "../envs/reglens.yaml"
     script:
-        "../scripts/roar_ablate.py"
+        "../scripts/roar_baseline.py"
 
 
 rule roar_retrain:
     input:
-        f"{ROAR_DIR}/{{method}}/{{mode}}_{{fraction}}/data.pt",
+        data=study_dataset_file,
+        ranks=intact(f"{ROAR_DIR}/{{method}}/ranks.pt"),
     output:
-        f"{ROAR_DIR}/{{method}}/{{mode}}_{{fraction}}/retrain.json",
+        f"{ROAR_DIR}/{{method}}/retrain.json",
     params:
         learner=roar_learner,
+        cfg=roar_settings(),
     log:
-        "logs/roar_retrain/{study}/{arch}/{reg}/seed{seed}/{method}/{mode}_{fraction}.log",
+        "logs/roar_retrain/{study}/{arch}/{reg}/seed{seed}/{method}.log",
     threads: 1
     conda:
         "../envs/reglens.yaml"
@@ -57,9 +64,12 @@ rule roar_retrain:
 
 rule roar_score:
     input:
-        lambda wildcards: roar_retrain_targets(CELL_DIR.format(**wildcards)),
+        baseline=lambda wildcards: checked(roar_baseline_file(cell_of(wildcards))),
+        retrains=lambda wildcards: [checked(f"{CELL_DIR.format(**dict(wildcards.items()))}/roar/{method}/retrain.json")
+                                    for method in ROAR["methods"] if method != "random"],
     output:
         curves=f"{ROAR_DIR}/curves.csv",
+        leakage=f"{ROAR_DIR}/leakage.csv",
         scores=f"{ROAR_DIR}/scores.csv",
     log:
         "logs/roar_score/{study}/{arch}/{reg}/seed{seed}.log",
@@ -67,3 +77,21 @@ rule roar_score:
         "../envs/reglens.yaml"
     script:
         "../scripts/roar_score.py"
+
+
+rule road:
+    input:
+        model=intact(f"{CELL_DIR}/model.pt"),
+        data=study_dataset_file,
+    output:
+        curves=f"{CELL_DIR}/road/curves.csv",
+        scores=f"{CELL_DIR}/road/scores.csv",
+    params:
+        cfg={key: value for key, value in CFG["road"].items() if key != "enabled"},
+    log:
+        "logs/road/{study}/{arch}/{reg}/seed{seed}.log",
+    threads: 1
+    conda:
+        "../envs/reglens.yaml"
+    script:
+        "../scripts/road.py"

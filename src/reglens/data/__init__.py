@@ -25,15 +25,17 @@ class DatasetSpec:
     num_classes: int
     remote: dict[str, RemoteFile]
     read: Callable[[dict[str, Path]], dict]
+    train_size: int  # images in each split of the release (for cost estimates)
+    test_size: int
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec("cifar10", 3, 32, 10, {"archive": cifar.CIFAR10},
-                           lambda p: cifar.read_archive(p["archive"], 10)),
+                           lambda p: cifar.read_archive(p["archive"], 10), 50000, 10000),
     "cifar100": DatasetSpec("cifar100", 3, 32, 100, {"archive": cifar.CIFAR100},
-                            lambda p: cifar.read_archive(p["archive"], 100)),
-    "mnist": DatasetSpec("mnist", 1, 28, 10, mnist.REMOTE, mnist.read_files),
-    "digits": DatasetSpec("digits", 1, 8, 10, {}, lambda p: digits.load()),
+                            lambda p: cifar.read_archive(p["archive"], 100), 50000, 10000),
+    "mnist": DatasetSpec("mnist", 1, 28, 10, mnist.REMOTE, mnist.read_files, 60000, 10000),
+    "digits": DatasetSpec("digits", 1, 8, 10, {}, lambda p: digits.load(), 1437, 360),
 }
 
 

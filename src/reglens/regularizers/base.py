@@ -49,6 +49,11 @@ class Regularizer:
     def describe(self) -> dict:
         return {"kind": self.kind, **{k: getattr(self, k) for k in self.params}}
 
+    def step_cost(self) -> float:
+        """Time of a training step relative to an unregularized one, as measured by
+        benchmarks/train_throughput.py --regularizers (penalties within 12% of a plain step count 1)."""
+        return 1.0
+
     def check_task(self, input_dim: int, output_dim: int) -> None:
         """Raise ValueError if the regularizer cannot apply to a model of these dimensions."""
 
@@ -104,6 +109,10 @@ class RegularizerSet:
 
     def describe(self) -> list[dict]:
         return [m.describe() for m in self.members]
+
+    def step_cost(self) -> float:
+        """Relative time of a training step: each member's extra cost added to a plain step."""
+        return 1.0 + sum(m.step_cost() - 1.0 for m in self.members)
 
     def check_task(self, input_dim: int, output_dim: int) -> None:
         for m in self.members:

@@ -54,6 +54,9 @@ class Adversarial(Regularizer):
         if self.norm not in ("linf", "l2"):
             raise ValueError(f"regularizer 'adversarial': norm must be 'linf' or 'l2', got {self.norm!r}")
 
+    def step_cost(self) -> float:
+        return 1.0 + 0.764 * self.steps  # 6.35x measured for PGD-7: each attack step is a forward and a backward
+
     def transform_batch(self, model, x, y):
         was_training = model.training
         model.eval()

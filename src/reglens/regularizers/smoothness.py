@@ -38,6 +38,9 @@ class Jacobian(Regularizer):
             return None
         return 0.5 * self.weight * jacobian_frobenius_estimate(logits, x, self.projections).mean()
 
+    def step_cost(self) -> float:
+        return 1.0 + 1.42 * self.projections  # 2.42x measured with one projection (a double backward each)
+
 
 class InputGradient(Regularizer):
     kind = "input_gradient"
@@ -52,6 +55,9 @@ class InputGradient(Regularizer):
         per_example_sum = F.cross_entropy(logits, y, reduction="sum")  # grads stay per example
         (grad,) = torch.autograd.grad(per_example_sum, x, create_graph=True, retain_graph=True)
         return self.weight * grad.flatten(1).pow(2).sum(1).mean()
+
+    def step_cost(self) -> float:
+        return 2.36  # measured: one double backward
 
 
 class JacobianDeterminant(Regularizer):

@@ -4,13 +4,14 @@ from __future__ import annotations
 from reglens import aggregate, plots, report, stats
 from reglens.io import write_csv
 
-STACKED = {"roar_curves": "roar/curves.csv", "mprt": "explain/mprt.csv", "attacks": "robustness/attacks.csv",
-           "dissect_units": "dissect/units.csv"}
+STACKED = {"roar_curves": "roar/curves.csv", "roar_leakage": "roar/leakage.csv", "road_curves": "road/curves.csv",
+           "mprt": "explain/mprt.csv", "attacks": "robustness/attacks.csv", "dissect_units": "dissect/units.csv"}
 
 
-def run_aggregate(results_root, cells: list[dict], roar_cells, dissect: bool, out: dict) -> None:
-    """`out` maps metrics, missing, summary, comparisons, ranking and the STACKED tables to paths."""
-    tidy, missing = aggregate.collect(results_root, cells, roar_cells, dissect=dissect)
+def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dict) -> None:
+    """`out` maps metrics, missing, summary, comparisons, ranking and the STACKED tables to paths;
+    `enabled` names the optional per-cell stages the config runs."""
+    tidy, missing = aggregate.collect(results_root, cells, roar_cells, enabled=enabled)
     write_csv(out["metrics"], tidy)
     write_csv(out["missing"], missing)
     for name, filename in STACKED.items():
@@ -21,8 +22,8 @@ def run_aggregate(results_root, cells: list[dict], roar_cells, dissect: bool, ou
     write_csv(out["ranking"], stats.ranking(summary))
 
 
-def run_figures(tables_dir, results_root, out_dir, cells: list[dict]) -> list[str]:
-    return plots.study_figures(tables_dir, results_root, out_dir, cells)
+def run_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1) -> list[str]:
+    return plots.study_figures(tables_dir, results_root, out_dir, cells, workers)
 
 
 def run_report(tables_dir, figures_dir, config: dict, out_path) -> None:

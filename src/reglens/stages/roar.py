@@ -1,15 +1,18 @@
-"""ROAR / KAR stage: rank -> ablate -> retrain -> score, for the configured base cells."""
+"""ROAR / KAR / ROAD stage: rank pixels -> retrain a fixed learner on the ablated data (every point of
+one base cell and method in one job) -> score; ROAD scores each cell's own model without retraining."""
 from __future__ import annotations
 
 import pandas as pd
+import torch
 
-from reglens import regularizers, roar
+from reglens import data as datasets, regularizers, roar
 from reglens.device import resolve_device
 from reglens.io import load_torch, provenance, read_json, torch_save, write_csv, write_json
 from reglens.stages.common import load_dataset, load_model
 
 
 def run_rank(model_path, dataset_path, out_path, method: str, cfg: dict, device: str = "auto") -> None:
+    """Every train and test image's pixels, ranked by `method`'s attribution of the true class."""
     dev = resolve_device(device)
     data = load_dataset(dataset_path, dev)
     model = load_model(model_path, dev)
@@ -20,31 +23,107 @@ def run_rank(model_path, dataset_path, out_path, method: str, cfg: dict, device:
                out_path)
 
 
-def run_ablate(dataset_path, ranks_path, out_path, fraction: float, mode: str) -> None:
-    blob, ranks = load_torch(dataset_path), load_torch(ranks_path)
-    torch_save(roar.ablated_dataset(blob, ranks, fraction, mode), out_path)
+def _learner(learner: dict):
+    return learner["arch"], regularizers.from_specs(learner["reg"], learner["regularizer"])
 
 
-def run_retrain(ablated_path, out_json, learner: dict, device: str = "auto") -> list[dict]:
-    """Train the fixed learner (arch, reg name and specs, train and model settings, seeds) from
-    scratch on an ablated dataset; `learner["meta"]` says which method, mode and fraction."""
-    arch, train_cfg, model_cfg, seeds, meta = (learner[k] for k in ("arch", "train", "model", "seeds", "meta"))
-    regs = regularizers.from_specs(learner["reg"], learner["regularizer"])
+def _points(data, ranks: dict, learner: dict, cfg: dict, device) -> dict:
+    """Every ROAR / KAR point of one ranking (modes x fractions x retrain seeds) and the leakage
+    control (the learner on the removal mask alone) at each fraction."""
+    arch, regs = _learner(learner)
+    runs, leakage, imputation = [], [], []
+    for mode in cfg["modes"]:
+        for fraction in cfg["fractions"]:
+            seed = int(1000 * fraction) + (mode == "kar")
+            ablated, info = roar.ablated_data(data, ranks, fraction, mode, cfg["fill"], cfg["noise"], seed)
+            imputation += [{"mode": mode, "fraction": fraction, "split": split, **v} for split, v in info.items()]
+            rows = roar.retrain(ablated, arch, regs, learner["train"], learner["model"], cfg["retrain_seeds"], device,
+                                clean=data, fit_floor=cfg["fit_floor"], content=info["train"]["content"])
+            runs += [{"mode": mode, "fraction": fraction, **row} for row in rows]
+            print(f"{mode} {fraction:g}: " + ", ".join(f"test {r['test_acc']:.3f} (train {r['train_acc']:.3f}, "
+                                                       f"{r['status']})" for r in rows))
+    if cfg["leakage"]:
+        for fraction in cfg["fractions"]:
+            masks = roar.leakage_data(data, ranks, fraction)
+            varies = bool((masks.x_train != masks.x_train[:1]).any())
+            for row in roar.retrain(masks, arch, regs, learner["train"], learner["model"], cfg["retrain_seeds"][:1],
+                                    device, fit_floor=cfg["fit_floor"], content=varies):
+                leakage.append({"fraction": fraction, "leakage_acc": row["test_acc"], "train_acc": row["train_acc"],
+                                "status": row["status"], "fitted": row["fitted"], "retrain_seed": row["retrain_seed"]})
+    return {"runs": runs, "leakage": leakage, "imputation": imputation}
+
+
+def run_baseline(dataset_path, out_json, learner: dict, cfg: dict, device: str = "auto") -> dict:
+    """What every base cell of a study shares: the learner on the unablated data (the 0 % point of
+    every curve) and on data with random pixels removed (the random baseline: it does not depend on
+    the base model, so it is trained once per study and learner, not once per base cell)."""
     dev = resolve_device(device)
-    rows = roar.retrain(load_dataset(ablated_path, dev), arch, regs, train_cfg, model_cfg, seeds, dev)
-    write_json(out_json, {**meta, "learner": {"arch": arch, "regularizer": regs.describe()}, "runs": rows,
-                          "provenance": provenance(dev)})
-    return rows
+    data = load_dataset(dataset_path, dev)
+    arch, regs = _learner(learner)
+    clean = roar.retrain(data, arch, regs, learner["train"], learner["model"], cfg["retrain_seeds"], dev,
+                         clean=data, fit_floor=cfg["fit_floor"])
+    ranks = {split: roar.compute_ranks(None, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"), "random",
+                                       cfg["batch_size"], **{**cfg["options"], **({"seed": 10 ** 6} if split == "test" else {})})
+             for split in ("train", "test")}
+    record = {"learner": {"arch": arch, "regularizer": regs.describe()}, "fill": cfg["fill"], "fit_floor": cfg["fit_floor"],
+              "clean": clean, "random": _points(data, ranks, learner, cfg, dev), "provenance": provenance(dev)}
+    write_json(out_json, record)
+    return record
 
 
-def run_score(retrain_jsons, curves_csv, scores_csv) -> pd.DataFrame:
-    rows = []
-    for path in retrain_jsons:
-        record = read_json(path)
-        for run in record["runs"]:
-            rows.append({"method": record["method"], "mode": record["mode"], "fraction": record["fraction"], **run})
+def run_retrain(dataset_path, ranks_path, out_json, learner: dict, cfg: dict, device: str = "auto") -> dict:
+    """Every ROAR / KAR point of one base cell and method, and its leakage control."""
+    dev = resolve_device(device)
+    data = load_dataset(dataset_path, dev)
+    arch, regs = _learner(learner)
+    record = {**learner["meta"], "learner": {"arch": arch, "regularizer": regs.describe()}, "fill": cfg["fill"],
+              "fit_floor": cfg["fit_floor"], **_points(data, load_torch(ranks_path), learner, cfg, dev),
+              "provenance": provenance(dev)}
+    write_json(out_json, record)
+    return record
+
+
+def run_score(baseline_json, retrain_jsons, out: dict) -> pd.DataFrame:
+    """curves.csv (every run; the clean point and the shared random baseline included), leakage.csv
+    and scores.csv of one base cell."""
+    baseline = read_json(baseline_json)
+    records = [{"method": "random", **baseline["random"]}] + [read_json(path) for path in retrain_jsons]
+    rows, leaks = [], []
+    for record in records:
+        method = record["method"]
+        for mode in sorted({r["mode"] for r in record["runs"]}):
+            rows += [{"method": method, "mode": mode, "fraction": 0.0, **run} for run in baseline["clean"]]
+        rows += [{"method": method, **run} for run in record["runs"]]
+        leaks += [{"method": method, **row} for row in record["leakage"]]
     curves = pd.DataFrame(rows).sort_values(["mode", "method", "fraction", "retrain_seed"])
-    write_csv(curves_csv, curves)
+    write_csv(out["curves"], curves)
+    write_csv(out["leakage"], pd.DataFrame(leaks, columns=["method", "fraction", "leakage_acc", "train_acc", "status",
+                                                         "fitted", "retrain_seed"]))
     result = roar.scores(curves)
-    write_csv(scores_csv, result)
+    write_csv(out["scores"], result)
+    return result
+
+
+def run_road(model_path, dataset_path, out: dict, cfg: dict, device: str = "auto") -> pd.DataFrame:
+    """ROAD for one cell: MoRF and LeRF accuracy of its own model on `images` test images with the
+    ranked pixels imputed, for every method; score = area between the LeRF and MoRF curves."""
+    dev = resolve_device(device)
+    data = load_dataset(dataset_path, dev)
+    model = load_model(model_path, dev)
+    x, y = datasets.test_subset(data, cfg["images"], seed=5)
+    x8 = (x * 255).round().to(torch.uint8)
+    rows, scores = [], []
+    for method in cfg["methods"]:
+        ranks = roar.compute_ranks(model, x8, y, method, cfg["batch_size"], **cfg["options"])
+        curves = pd.DataFrame(roar.road_curves(model, x, y, ranks.to(dev), cfg["fractions"], cfg["noise"],
+                                               seed=7, batch_size=cfg["batch_size"]))
+        rows.append(curves.assign(method=method))
+        scores.append({"method": method, "score": roar.road_score(curves),
+                       "morf_auc": roar.area_under(curves[curves.order == "morf"]),
+                       "lerf_auc": roar.area_under(curves[curves.order == "lerf"]),
+                       "converged": bool((curves.residual <= 1e-6).all())})
+    curves = pd.concat(rows, ignore_index=True)[["method", "order", "fraction", "accuracy", "iterations", "residual"]]
+    write_csv(out["curves"], curves)
+    result = pd.DataFrame(scores)
+    write_csv(out["scores"], result)
     return result

@@ -1,0 +1,116 @@
+"""README sections regenerated from results/tables (`python -m reglens readme`): every number and
+sentence about results between `<!-- generated:NAME -->` and `<!-- end:NAME -->` comes from the
+tables of a run, with its number of seeds and an interval, never typed by hand."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from reglens.io import atomic_path, read_csv
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, int]:
+    """Mean, half-width of the Student-t interval (NaN for one value) and the count of finite values."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    if len(v) == 1:
+        return float(v[0]), float("nan"), 1
+    half = stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean()), float(half), len(v)
+
+
+def fmt(mean: float, half: float, digits: int = 3) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if not np.isfinite(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+HEADLINE = [("test_acc", "test acc"), ("fgsm_linf_acc@0.1", "FGSM acc ε=0.1"), ("pgd10_linf_acc@0.1", "PGD-10 acc ε=0.1"),
+            ("ece", "ECE"), ("tv_isotropic_random", "boundary TV (random planes)"), ("saliency_gini", "saliency Gini"),
+            ("saliency_mprt_all_layers", "saliency vs randomized model"), ("method_agreement_mean", "method agreement"),
+            ("road_score_saliency", "ROAD saliency"), ("road_score_integrated_gradients", "ROAD IG")]
+
+
+def headline(tidy: pd.DataFrame) -> str:
+    """Per regularizer: each headline measure's mean over seeds ± the 95% t-interval's half-width."""
+    present = [(m, t) for m, t in HEADLINE if m in set(tidy.metric)]
+    regs = sorted(tidy.reg.unique(), key=lambda r: (r != "none", r))
+    seeds = tidy.groupby("reg").seed.nunique()
+    lines = ["| reg | seeds | " + " | ".join(t for _, t in present) + " |", "|---" * (len(present) + 2) + "|"]
+    for reg in regs:
+        cells = []
+        for metric, _ in present:
+            mean, half, _ = mean_ci(tidy[(tidy.reg == reg) & (tidy.metric == metric)].value)
+            cells.append(fmt(mean, half))
+        lines.append(f"| {reg} | {seeds[reg]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def roar(curves: pd.DataFrame, leakage: pd.DataFrame) -> str:
+    """The ROAR table (accuracy of the retrained learner per base cell, method and fraction: mean
+    over the runs that fitted ± 95% interval, runs that did not fit counted) and sentences drawn from it."""
+    if curves.empty:
+        return "_No ROAR run in these tables._"
+    mode = "roar" if "roar" in set(curves["mode"]) else curves["mode"].iloc[0]
+    d = curves[curves["mode"] == mode]
+    fractions = sorted(f for f in d.fraction.unique() if f > 0)
+    bases = d[["reg", "seed"]].drop_duplicates().sort_values(["reg", "seed"])
+    header = "| base cell | method | " + " | ".join(f"{f:g} removed" for f in fractions) + " | leakage (mask only, 0.5) |"
+    lines = [header, "|---" * (len(fractions) + 3) + "|"]
+    unfitted = int((~d[d.fraction > 0].fitted.astype(bool)).sum())
+    for reg, seed in bases.itertuples(index=False):
+        for method in sorted(d.method.unique(), key=lambda m: (m != "random", m)):
+            g = d[(d.reg == reg) & (d.seed == seed) & (d.method == method)]
+            cells = []
+            for f in fractions:
+                runs = g[g.fraction == f]
+                mean, half, n = mean_ci(runs[runs.fitted.astype(bool)].test_acc)
+                status = ", ".join(sorted(set(runs.status) - {"fitted"})) if "status" in runs else ""
+                cells.append(fmt(mean, half) + (f" ({status})" if status else ""))
+            leak = leakage[(leakage.reg == reg) & (leakage.seed == seed) & (leakage.method == method)
+                           & np.isclose(leakage.fraction, 0.5)]
+            cells.append(f"{leak.leakage_acc.mean():.3f}" if len(leak) else "–")
+            lines.append(f"| {reg}/seed{seed} | {method} | " + " | ".join(cells) + " |")
+    runs_per_point = int(d[d.fraction > 0].groupby(["reg", "seed", "method", "fraction"]).size().max())
+    mean_at = d[d.fitted.astype(bool) & (d.fraction == 0.5)].groupby("method").test_acc.mean()
+    best = mean_at.drop("random", errors="ignore").idxmin() if len(mean_at) > 1 else None
+    total = int((d.fraction > 0).sum())
+    text = [f"Accuracy of the retrained learner on the ablated test set ({mode.upper()}), mean of {runs_per_point} "
+            f"retrain seeds ± the 95% t-interval's half-width, per base cell. {unfitted} of {total} retrains did not "
+            "fit (training accuracy below the floor with content left to fit); `no_content` marks points where the "
+            "kept pixels were identical in every training image, so chance accuracy is the measurement."]
+    if best is not None and "random" in mean_at:
+        base_seeds = int(bases.groupby("reg").seed.nunique().max())
+        text.append(f"At 50% removal, {best} leaves the learner the least ({mean_at[best]:.3f}, mean over base cells) "
+                    f"against {mean_at['random']:.3f} for random removal.")
+        if base_seeds < 3:
+            text.append(f"With {base_seeds} base seed(s) per regularizer, a difference between base cells cannot be "
+                        "told from base-seed variation: these numbers do not support a claim that a regularizer "
+                        "changes faithfulness.")
+    return "\n".join(lines) + "\n\n" + " ".join(text)
+
+
+SECTIONS = {"headline": lambda t: headline(read_csv(t / "metrics.csv")),
+            "roar": lambda t: roar(read_csv(t / "roar_curves.csv"), read_csv(t / "roar_leakage.csv"))}
+
+
+def regenerate(readme: str | Path, tables: str | Path) -> list[str]:
+    """Rewrite every generated block of `readme` from `tables`; returns the names rewritten."""
+    readme, tables = Path(readme), Path(tables)
+    text = readme.read_text()
+    done = []
+    for name, make in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- end:{name} -->)", re.S)
+        if pattern.search(text):
+            block = make(tables)
+            text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
+            done.append(name)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(text)
+    return done
