@@ -83,12 +83,91 @@ def test_gini_entropy_spearman_against_references():
 
 def test_cascading_randomization_decorrelates_gradients(digits_model, digits):
     x, t = digits.x_test[:32].float() / 255, digits.y_test[:32]
-    rows = attribution.cascading_randomization(digits_model, x, t, "saliency")
+    rows = attribution.model_randomization(digits_model, x, t, "saliency", "cascading")
     assert [r["layer"] for r in rows][0] == "classifier" and len(rows) == 6
     assert rows[-1]["spearman"] < 0.5  # fully randomized: the maps no longer track the trained ones
-    sobel = attribution.cascading_randomization(digits_model, x, t, "sobel")
+    sobel = attribution.model_randomization(digits_model, x, t, "sobel")
     assert all(r["spearman"] == pytest.approx(1.0) for r in sobel)  # a model-independent control
 
+
+def test_randomization_check_over_seeds_and_its_independent_variant(digits_model, digits):
+    x, t = digits.x_test[:16].float() / 255, digits.y_test[:16]
+    runs = {seed: attribution.model_randomization(digits_model, x, t, "saliency", "cascading", seed=seed)
+            for seed in (0, 1, 2)}
+    assert runs[0] == attribution.model_randomization(digits_model, x, t, "saliency", "cascading", seed=0)
+    fully = [rows[-1]["spearman"] for rows in runs.values()]
+    assert np.std(fully) > 0  # one draw is one sample: the spread over seeds is what the report shows
+    independent = attribution.model_randomization(digits_model, x, t, "saliency", "independent", seed=0)
+    # the first layer randomized is the same in both variants; later independent rows keep the top trained
+    assert independent[0]["spearman"] == runs[0][0]["spearman"] and independent[0]["layer"] == "classifier"
+    assert [r["layer"] for r in independent] == [r["layer"] for r in runs[0]]
+    assert all(r["undefined"] == 0 for r in independent)
+
+
+def test_spearman_uses_average_ranks_and_leaves_constant_maps_undefined():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 4, (40, 64), generator=g).float()  # many ties, as maps exactly 0 on the background
+    b = torch.randint(0, 3, (40, 64), generator=g).float()
+    a[3] = 0.0  # a constant map, as Grad-CAM after randomization
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = np.array([spearmanr(a[i], b[i]).statistic for i in range(40)])
+    ours = attribution.spearman(a, b).numpy()
+    assert np.isnan(ours[3]) and np.isnan(ref[3])
+    np.testing.assert_allclose(ours[~np.isnan(ref)], ref[~np.isnan(ref)], rtol=1e-12, atol=1e-12)
+    mean, undefined = attribution.defined_mean(attribution.spearman(a, b))
+    assert undefined == 1 and mean == pytest.approx(np.nanmean(ref))
+    from scipy.stats import rankdata
+    np.testing.assert_array_equal(attribution.average_ranks(a[:5]).numpy(), np.stack([rankdata(r) for r in a[:5]]))
+
+
+class Quadratic(torch.nn.Module):
+    """Logit k = sum_i w_k,i x_i^2: its gradient 2 w x is known, so SmoothGrad's expectations are closed
+    forms: E[2w(x + e)] = 2wx, E[(2w(x + e))^2] = 4w^2(x^2 + s^2), Var = 4w^2 s^2."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x):
+        return (x.flatten(1) ** 2) @ self.w.T
+
+
+def test_smoothgrad_family_closed_forms_per_image_noise_and_seeds():
+    torch.manual_seed(0)
+    w = torch.randn(3, 16, dtype=torch.float64)
+    model = Quadratic(w)
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    x[1] *= 3  # a three times wider range: three times the noise
+    target = torch.tensor([0, 2])
+    opts = dict(nt_samples=4000, nt_stdev=0.1, internal_batch_size=8000)
+    sigma = 0.1 * (x.flatten(1).max(1).values - x.flatten(1).min(1).values)
+    wt, xs = w[target].view(2, 1, 4, 4), x
+    sg = attribution.attribute(model, x, target, "smoothgrad", **opts)
+    sq = attribution.attribute(model, x, target, "smoothgrad_sq", **opts)
+    var = attribution.attribute(model, x, target, "vargrad", **opts)
+    s2 = sigma.view(2, 1, 1, 1) ** 2
+    torch.testing.assert_close(sg, 2 * wt * xs, atol=0.06 * float(sigma.max()) * float(w.abs().max()), rtol=0)
+    torch.testing.assert_close(sq, 4 * wt ** 2 * (xs ** 2 + s2), rtol=0.1, atol=1e-3)
+    torch.testing.assert_close(var, 4 * wt ** 2 * s2.expand_as(var), rtol=0.1, atol=1e-4)
+    again = attribution.attribute(model, x, target, "smoothgrad", **opts)
+    other = attribution.attribute(model, x, target, "smoothgrad", **{**opts, "seed": 1})
+    assert torch.equal(sg, again) and not torch.equal(sg, other)  # the config's seed, not the global RNG
+    torch.manual_seed(123)
+    assert torch.equal(sg, attribution.attribute(model, x, target, "smoothgrad", **opts))
+
+
+def test_integrated_gradients_completeness_at_the_default_settings(digits_model, digits):
+    x, t = digits.x_test[:64].float() / 255, digits.y_test[:64]
+    o = attribution.DEFAULTS
+    attr, error, steps = attribution.integrated_gradients(attribution.prepare(digits_model), x, t, o["ig_steps"],
+                                                          o["ig_tolerance"], o["ig_max_steps"])
+    with torch.no_grad():
+        gap = digits_model(x).gather(1, t[:, None])[:, 0] - digits_model(torch.zeros_like(x)).gather(1, t[:, None])[:, 0]
+    direct = (attr.flatten(1).sum(1) - gap).abs() / gap.abs()  # recomputed here, not captum's delta
+    torch.testing.assert_close(direct, error.to(direct.dtype), atol=1e-4, rtol=1e-3)
+    assert error.median() <= 0.01 and bool(((error <= 0.01) | (steps == o["ig_max_steps"])).all())
+    assert steps.min() == o["ig_steps"] and steps.max() > o["ig_steps"]  # some images needed more
 
 def test_class_activation_maximization_is_classified_as_its_class(digits_model):
     objectives = [(None, k) for k in range(10)]
@@ -99,3 +178,16 @@ def test_class_activation_maximization_is_classified_as_its_class(digits_model):
     assert (predicted == torch.arange(10)).float().mean() >= 0.9
     again = actmax.maximize(digits_model, (1, 8, 8), objectives, steps=200, lr=0.1)
     assert torch.equal(images, again)
+
+
+def test_activation_maximization_goes_well_beyond_the_data_without_saturating(digits_model, digits):
+    x = torch.cat([digits.x_train, digits.x_test]).float() / 255
+    objectives = actmax.default_objectives(digits_model, 10, 4)
+    maxima, top = actmax.dataset_maxima(digits_model, x, objectives)
+    assert torch.allclose(maxima, actmax.objective_values(digits_model, x, objectives).max(0).values)
+    images = actmax.maximize(digits_model, (1, 8, 8), objectives, scale=maxima, starts=top)
+    with torch.no_grad():
+        reached = actmax.objective_values(digits_model, images, objectives, torch.arange(len(objectives)))
+    ratio = reached / maxima
+    assert ratio.median() >= 1.5 and ratio.min() >= 1.0  # every objective beyond the data, most far beyond
+    assert actmax.saturation(images) <= actmax.saturation(x) + 0.1  # no more saturated than the data itself

@@ -136,3 +136,24 @@ def test_weight_stats_and_pca_against_numpy_and_sklearn(trained):
         sign = np.sign(np.dot(ours[:, k], coords[:, k]))
         np.testing.assert_allclose(sign * ours[:, k], coords[:, k], atol=1e-6)
     assert rows[0]["explained_pc1"] == pytest.approx(ref.explained_variance_ratio_[0])
+
+
+def test_boundary_distance_of_a_half_plane_and_of_a_map_without_boundary():
+    # class 1 where a > 0.5 on a 21 x 21 grid over [-1, 1]^2: the nearest point of class 1 to the centre
+    # (class 0) is the first grid line past 0.5, at a = 0.6
+    coords = torch.linspace(-1, 1, 21)
+    labels = (coords[:, None] > 0.5).long().expand(21, 21)
+    assert robustness.boundary_distance(labels, 1.0) == pytest.approx(0.6)
+    assert math.isnan(robustness.boundary_distance(torch.zeros(21, 21, dtype=torch.long), 1.0))
+    diagonal = ((coords[:, None] + coords[None, :]) > 1.0).long()  # a + b > 1: nearest at a = b = 0.6
+    assert robustness.boundary_distance(diagonal, 1.0) == pytest.approx(math.sqrt(0.6 ** 2 + 0.5 ** 2))
+
+
+def test_boundary_planes_report_boundaries_and_distances(trained):
+    model, x, y = trained
+    rows, maps = robustness.boundary_planes(model, x[:4], y[:4], span=3.0, resolution=21)
+    assert len(rows) == 8 and {r["plane"] for r in rows} == {"random", "adversarial"}
+    for row, labels in zip(rows, maps):
+        assert row["has_boundary"] == (labels.unique().numel() > 1)
+        assert math.isnan(row["distance"]) != row["has_boundary"]
+        assert row["distance"] == pytest.approx(robustness.boundary_distance(labels, 3.0), nan_ok=True)

@@ -61,8 +61,10 @@ def test_tiny_study_end_to_end(study):
     tmp_path = study
     digits = load_dataset(tmp_path / "resources" / "data" / "digits.pt")
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
-    per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 4, "weights": 4,
-                "explain": 3 * 2 + 2 + 1, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2}
+    # explain: gini and entropy per method, 6 randomization-check measures per checked method, the
+    # agreement mean and its undefined count; boundary: 6 per plane kind; actmax: 5
+    per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 2 * 6, "weights": 4,
+                "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2}
     # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method
     expected = {k: 4 * v for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2}
     assert table.groupby("stage").size().to_dict() == expected

@@ -1,21 +1,36 @@
-"""Activation maximization ("what"): regularized gradient ascent on the input.
+"""Activation maximization ("what"): gradient ascent on the input, measured against the data.
 
-Objective for a unit (a channel of a named layer, spatially averaged) or a class logit:
-    maximize  a(x) - l2 * ||x - 0.5||^2 / n - tv * TV(x)
-with random jitter (a circular shift of up to `jitter` pixels each step), optionally over a
-Fourier-space parametrization of the image (scaled by 1/frequency, Olah et al. 2017), pixels kept in
-[0, 1] by a sigmoid. Fixed seed: the same cell gives the same images."""
+Objective for a unit (a channel of a named layer, spatially averaged) or a class logit, divided by
+its maximum over the dataset (so every objective has the same scale and the result reads as a
+multiple of what the data reaches):
+
+    maximize  a(x) / max_data a  -  l2 * mean((x - 0.5)^2)  -  tv * TV(x)
+
+over pixels kept in [0, 1] (projected after each Adam step), from `restarts` uniform random starts
+plus (`from_data`) the dataset image that maximizes the objective; the best start by the objective
+is kept. For a ReLU network the box maximum lies at a vertex (every pixel 0 or 1); the L2 pull to
+gray keeps the images inside it: on the demo's digits model the defaults reach a median 1.8 times
+the dataset maximum with 59 % of pixels at 0 or 1, about the data's own 58 % (docs/explain.md).
+A Fourier parametrization (Olah et al. 2017) is an option. Fixed seed: the same cell, the same images.
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-ACTMAX_DEFAULTS = {"steps": 128, "lr": 0.05, "jitter": 1, "l2": 1e-3, "tv": 1e-2, "fourier": True,
-                   "units_per_layer": 4, "seed": 0}
+ACTMAX_DEFAULTS = {"steps": 256, "lr": 0.05, "restarts": 8, "from_data": True, "l2": 3.0, "tv": 0.0,
+                   "jitter": 0, "fourier": False, "units_per_layer": 4, "seed": 0, "reference_images": 2000}
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+    """Mean absolute difference between neighbouring pixels, per image."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1) + \
+        (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
+
+
+def saturation(images: torch.Tensor) -> float:
+    """Fraction of pixels at 0 or 1 (within one uint8 level)."""
+    return float(((images <= 1 / 255) | (images >= 254 / 255)).float().mean())
 
 
 class FourierImage(nn.Module):
@@ -35,55 +50,91 @@ class FourierImage(nn.Module):
 
 
 class PixelImage(nn.Module):
-    def __init__(self, n, c, h, w, gen):
+    """Pixels themselves, projected into [0, 1] after each step."""
+
+    def __init__(self, start: torch.Tensor):
         super().__init__()
-        self.logits = nn.Parameter(0.01 * torch.randn(n, c, h, w, generator=gen))
+        self.pixels = nn.Parameter(start.clone())
 
     def forward(self):
-        return torch.sigmoid(self.logits)
+        return self.pixels
+
+    @torch.no_grad()
+    def project(self):
+        self.pixels.clamp_(0, 1)
 
 
-def maximize(model: nn.Module, shape: tuple[int, int, int], objectives: list[tuple[str | None, int]],
-             **options) -> torch.Tensor:
-    """Images (len(objectives), C, H, W) maximizing each (layer, channel) or (None, class) objective,
-    all optimized together in one batch."""
-    o = {**ACTMAX_DEFAULTS, **options}
-    unknown = set(options) - set(ACTMAX_DEFAULTS) - {"units_per_layer"}
-    if unknown:
-        raise ValueError(f"unknown activation-maximization option(s) {sorted(unknown)}; valid: {sorted(ACTMAX_DEFAULTS)}")
-    model = model.eval()
-    device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(o["seed"])
-    n = len(objectives)
-    image = (FourierImage if o["fourier"] else PixelImage)(n, *shape, gen).to(device)
-    opt = torch.optim.Adam(image.parameters(), lr=o["lr"])
+def objective_values(model: nn.Module, x: torch.Tensor, objectives: list[tuple[str | None, int]],
+                     which: torch.Tensor | None = None) -> torch.Tensor:
+    """Values of objectives on images: (N, K) for every objective on every image, or with `which`
+    (N,) the value of objective which[n] on image n."""
     captured: dict[str, torch.Tensor] = {}
     layers = sorted({layer for layer, _ in objectives if layer is not None})
     hooks = [model.get_submodule(layer).register_forward_hook(
         lambda m, i, out, layer=layer: captured.__setitem__(layer, out)) for layer in layers]
     try:
-        for _ in range(o["steps"]):
-            x = image()
-            if o["jitter"]:
-                dy, dx = torch.randint(-o["jitter"], o["jitter"] + 1, (2,), generator=gen).tolist()
-                x_in = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-            else:
-                x_in = x
-            logits = model(x_in)
-            acts = []
-            for i, (layer, index) in enumerate(objectives):
-                acts.append(logits[i, index] if layer is None else captured[layer][i, index].mean())
-            objective = torch.stack(acts)
-            loss = -objective.sum() + o["l2"] * ((x - 0.5) ** 2).flatten(1).sum(1).sum() / x[0].numel() \
-                + o["tv"] * n * total_variation(x)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            return image().detach()
+        logits = model(x)
     finally:
         for h in hooks:
             h.remove()
+    columns = [logits[:, index] if layer is None else captured[layer][:, index].flatten(1).mean(1)
+               for layer, index in objectives]
+    values = torch.stack(columns, 1)
+    return values if which is None else values.gather(1, which.view(-1, 1)).squeeze(1)
+
+
+@torch.no_grad()
+def dataset_maxima(model: nn.Module, x: torch.Tensor, objectives, batch_size: int = 500):
+    """Each objective's maximum over images x, and the image that reaches it."""
+    values = torch.cat([objective_values(model, x[i:i + batch_size], objectives) for i in range(0, len(x), batch_size)])
+    best = values.max(0)
+    return best.values, x[best.indices]
+
+
+def maximize(model: nn.Module, shape: tuple[int, int, int], objectives: list[tuple[str | None, int]],
+             scale: torch.Tensor | None = None, starts: torch.Tensor | None = None, **options) -> torch.Tensor:
+    """Images (len(objectives), C, H, W) maximizing each (layer, channel) or (None, class) objective,
+    all starts of all objectives optimized together in one batch. `scale`: each objective's divisor
+    (its dataset maximum; a non-positive one counts as 1); `starts`: one more start per objective."""
+    o = {**ACTMAX_DEFAULTS, **options}
+    unknown = set(options) - set(ACTMAX_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown activation-maximization option(s) {sorted(unknown)}; valid: {sorted(ACTMAX_DEFAULTS)}")
+    model = model.eval()
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(o["seed"])
+    n, restarts = len(objectives), max(1, o["restarts"])
+    scale = torch.ones(n, device=device) if scale is None else torch.where(scale > 0, scale, torch.ones_like(scale))
+    if o["fourier"]:
+        image = FourierImage(restarts * n, *shape, gen).to(device)
+    else:
+        inits = [torch.rand(n, *shape, generator=gen) for _ in range(restarts)]
+        if starts is not None and o["from_data"]:
+            inits.append(starts.detach().cpu())
+        image = PixelImage(torch.cat(inits)).to(device)
+    which = torch.arange(len(image()), device=device) % n
+    opt = torch.optim.Adam(image.parameters(), lr=o["lr"])
+
+    def score(x, x_in):
+        value = objective_values(model, x_in, objectives, which) / scale[which]
+        return value - o["l2"] * (x - 0.5).pow(2).flatten(1).mean(1) - o["tv"] * total_variation(x)
+
+    for _ in range(o["steps"]):
+        x = image()
+        x_in = x
+        if o["jitter"]:
+            dy, dx = torch.randint(-o["jitter"], o["jitter"] + 1, (2,), generator=gen).tolist()
+            x_in = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        loss = -score(x, x_in).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if isinstance(image, PixelImage):
+            image.project()
+    with torch.no_grad():
+        x = image()
+        best = score(x, x).view(-1, n).argmax(0)
+        return x.view(-1, n, *shape)[best, torch.arange(n, device=device)]
 
 
 def default_objectives(model, num_classes: int, units_per_layer: int) -> list[tuple[str | None, int]]:

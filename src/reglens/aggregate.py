@@ -30,11 +30,17 @@ def _calibration(path: Path) -> dict:
 
 
 def _boundary(path: Path) -> dict:
+    """Per plane kind: mean TV per pixel and its spread over planes, the share of planes holding any
+    boundary, and the median distance to the boundary over those that hold one."""
     table = read_csv(path)
     out = {}
     for plane, group in table.groupby("plane"):
         for col in ("tv_isotropic_per_pixel", "tv_anisotropic_per_pixel"):
             out[f"{col.removesuffix('_per_pixel')}_{plane}"] = group[col].mean()
+        out[f"tv_isotropic_{plane}_sd"] = group.tv_isotropic_per_pixel.std()
+        out[f"boundary_fraction_{plane}"] = group.has_boundary.astype(bool).mean()
+        out[f"boundary_distance_{plane}"] = group.distance.median()  # NaN rows (no boundary) are skipped
+        out[f"boundary_planes_{plane}"] = float(len(group))
     return out
 
 
@@ -51,13 +57,31 @@ def _explain(path: Path) -> dict:
     folder = path.parent
     mprt = read_csv(folder / "mprt.csv")
     for method, group in mprt.groupby("method"):
-        out[f"{method}_mprt_top_layer"] = group.sort_values("depth").spearman.iloc[0]
-        out[f"{method}_mprt_all_layers"] = group.sort_values("depth").spearman.iloc[-1]
+        cascade = group[group.variant == "cascading"]
+        deepest = cascade[cascade.depth == cascade.depth.max()].spearman   # every layer randomized, per seed
+        out[f"{method}_mprt_top_layer"] = cascade[cascade.depth == 1].spearman.mean()
+        out[f"{method}_mprt_all_layers"] = deepest.mean()
+        out[f"{method}_mprt_all_layers_sd"] = deepest.std()
+        out[f"{method}_mprt_seeds"] = float(deepest.notna().sum())
+        out[f"{method}_mprt_independent"] = group[group.variant == "independent"].spearman.mean()
+        out[f"{method}_mprt_undefined"] = float(group.undefined.sum())
     agreement = read_csv(folder / "agreement.csv")
     explanations = agreement[~agreement.method_a.isin(["random", "sobel"]) & ~agreement.method_b.isin(["random", "sobel"])]
     if len(explanations):
         out["method_agreement_mean"] = explanations.spearman.mean()
+        out["method_agreement_undefined"] = float(explanations.undefined.sum())
     return out
+
+
+def _actmax(path: Path) -> dict:
+    """How far activation maximization got: the reached value as a multiple of the dataset maximum
+    (median, least), how many objectives stayed below the data, how saturated the images are, and how
+    many units never fire on the data (no ratio)."""
+    table = read_csv(path)
+    ratio = table.ratio.dropna()
+    return {"actmax_ratio_median": ratio.median(), "actmax_ratio_min": ratio.min(),
+            "actmax_below_data": float((ratio < 1).sum()), "actmax_saturation": table.saturation.mean(),
+            "actmax_dead_units": float(table.ratio.isna().sum())}
 
 
 def _roar(path: Path) -> dict:
@@ -106,6 +130,7 @@ STAGES = {
     "boundary": ("robustness/boundary.csv", _boundary),
     "weights": ("robustness/weights.csv", _weights),
     "explain": ("explain/metrics.csv", _explain),
+    "actmax": ("explain/actmax.csv", _actmax),
     "roar": ("roar/scores.csv", _roar),
     "road": ("road/scores.csv", _road),
     "dissect": ("dissect/summary.json", _dissect),

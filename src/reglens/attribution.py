@@ -12,11 +12,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from captum.attr import (DeepLift, GuidedBackprop, InputXGradient, IntegratedGradients, LayerAttribution,
-                         LayerGradCam, NoiseTunnel, Occlusion, Saliency)
+                         LayerGradCam, Occlusion, Saliency)
 from torch import nn
 
-DEFAULTS = {"ig_steps": 64, "nt_samples": 16, "nt_stdev": 0.15, "occlusion_window": 0.25,
-            "occlusion_stride": 0.125, "internal_batch_size": 256, "seed": 0}
+DEFAULTS = {"ig_steps": 32, "ig_tolerance": 0.01, "ig_max_steps": 512, "nt_samples": 16, "nt_stdev": 0.15,
+            "occlusion_window": 0.25, "occlusion_stride": 0.125, "internal_batch_size": 256, "seed": 0}
 
 
 def prepare(model: nn.Module) -> nn.Module:
@@ -38,17 +38,59 @@ def _input_x_gradient(model, x, target, o):
     return InputXGradient(model).attribute(x, target=target)
 
 
+def integrated_gradients(model, x: torch.Tensor, target: torch.Tensor, steps: int = 32, tolerance: float = 0.01,
+                         max_steps: int = 512, internal_batch_size: int = 256):
+    """Integrated Gradients from a black baseline (captum, Gauss-Legendre quadrature), checked per image
+    by completeness: error = |sum(attributions) - (f(x) - f(0))| / |f(x) - f(0)| for the target logit.
+    An image above `tolerance` is recomputed with twice the steps, up to `max_steps`. Returns the
+    attributions, each image's relative completeness error and the steps it took."""
+    ig = IntegratedGradients(model)
+    attr, delta = ig.attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=steps,
+                               internal_batch_size=internal_batch_size, return_convergence_delta=True)
+    with torch.no_grad():
+        rows = torch.arange(len(x), device=x.device)
+        gap = (model(x)[rows, target] - model(torch.zeros_like(x))[rows, target]).abs().clamp_min(1e-6)
+    error = delta.detach().abs() / gap
+    used = torch.full((len(x),), steps, device=x.device)
+    todo = error > tolerance
+    while bool(todo.any()) and steps < max_steps:
+        steps *= 2
+        again, d = ig.attribute(x[todo], baselines=torch.zeros_like(x[todo]), target=target[todo], n_steps=steps,
+                                internal_batch_size=internal_batch_size, return_convergence_delta=True)
+        attr[todo], error[todo], used[todo] = again, d.detach().abs() / gap[todo], steps
+        todo = error > tolerance
+    return attr, error, used
+
+
 def _integrated_gradients(model, x, target, o):
-    return IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=target,
-                                                n_steps=o["ig_steps"], internal_batch_size=o["internal_batch_size"])
+    return integrated_gradients(model, x, target, o["ig_steps"], o["ig_tolerance"], o["ig_max_steps"],
+                                o["internal_batch_size"])[0]
 
 
 def _noise_tunnel(kind):
+    """SmoothGrad (Smilkov et al. 2017: the mean gradient over noisy copies), SmoothGrad^2 (the mean
+    squared gradient) and VarGrad (Adebayo et al. 2018: the variance of the gradients). The noise sigma
+    is nt_stdev times each image's own value range, drawn from a generator seeded by the `seed` option,
+    so the same seed gives the same maps."""
     def run(model, x, target, o):
-        stdev = o["nt_stdev"] * float((x.max() - x.min()).clamp_min(1e-6))
-        return NoiseTunnel(Saliency(model)).attribute(x, nt_type=kind, nt_samples=o["nt_samples"],
-                                                      nt_samples_batch_size=o["nt_samples"], stdevs=stdev,
-                                                      target=target, abs=False)
+        gen = torch.Generator(device=x.device).manual_seed(o["seed"])
+        flat = x.flatten(1)
+        sigma = (o["nt_stdev"] * (flat.max(1).values - flat.min(1).values)).view(-1, *[1] * (x.dim() - 1))
+        total, total_sq = torch.zeros_like(x), torch.zeros_like(x)
+        per_chunk = max(1, o["internal_batch_size"] // max(1, len(x)))
+        for start in range(0, o["nt_samples"], per_chunk):
+            k = min(per_chunk, o["nt_samples"] - start)
+            noise = torch.randn((k, *x.shape), generator=gen, device=x.device, dtype=x.dtype)
+            noisy = (x.unsqueeze(0) + sigma.unsqueeze(0) * noise).flatten(0, 1)
+            grads = Saliency(model).attribute(noisy, target=target.repeat(k), abs=False).view(k, *x.shape)
+            total += grads.sum(0)
+            total_sq += grads.pow(2).sum(0)
+        mean = total / o["nt_samples"]
+        if kind == "smoothgrad":
+            return mean
+        if kind == "smoothgrad_sq":
+            return total_sq / o["nt_samples"]
+        return total_sq / o["nt_samples"] - mean.pow(2)  # vargrad: the (population) variance
     return run
 
 
@@ -154,15 +196,33 @@ def entropy(maps: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(1e-300))).sum(1)
 
 
-def _ranks(v: torch.Tensor) -> torch.Tensor:
-    return v.argsort(dim=1).argsort(dim=1).double()
+def average_ranks(v: torch.Tensor) -> torch.Tensor:
+    """Row-wise ranks 1..P, tied values sharing their average rank (scipy's rankdata 'average')."""
+    n, p = v.shape
+    order = v.argsort(dim=1, stable=True)
+    ordered = v.gather(1, order)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group = (starts.long().cumsum(1) - 1 + (torch.arange(n, device=v.device) * p).unsqueeze(1)).flatten()
+    position = torch.arange(1, p + 1, dtype=torch.float64, device=v.device).repeat(n)
+    sums = torch.zeros(n * p, dtype=torch.float64, device=v.device).index_add_(0, group, position)
+    counts = torch.zeros(n * p, dtype=torch.float64, device=v.device).index_add_(0, group, torch.ones_like(position))
+    return torch.empty((n, p), dtype=torch.float64, device=v.device).scatter_(1, order, (sums / counts)[group].view(n, p))
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Spearman rank correlation (ties broken by order)."""
-    ra, rb = _ranks(a), _ranks(b)
+    """Row-wise Spearman rank correlation with average ranks for ties (scipy.stats.spearmanr); NaN for
+    a row where either map is constant (no ranking, so no rank correlation)."""
+    ra, rb = average_ranks(a.double()), average_ranks(b.double())
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-300)
+    denom = ra.norm(dim=1) * rb.norm(dim=1)
+    return torch.where(denom > 0, (ra * rb).sum(1) / denom.clamp_min(1e-300), torch.full_like(denom, float("nan")))
+
+
+def defined_mean(values: torch.Tensor) -> tuple[float, int]:
+    """(mean over the defined values, how many were undefined); the mean is NaN when none is defined."""
+    defined = values[~torch.isnan(values)]
+    return (float(defined.mean()) if len(defined) else float("nan")), int(torch.isnan(values).sum())
 
 
 def randomization_layers(model: nn.Module) -> list[str]:
@@ -171,22 +231,28 @@ def randomization_layers(model: nn.Module) -> list[str]:
     return names[::-1]
 
 
-def cascading_randomization(model, x, target, method, seed: int = 0, **options) -> list[dict]:
-    """Adebayo et al. (2018): re-initialize layers cumulatively from the top; Spearman correlation
-    between the |maps| of the trained and of the randomized model, mean over images, per depth."""
+def model_randomization(model, x, target, method, variant: str = "cascading", seed: int = 0,
+                        **options) -> list[dict]:
+    """Adebayo et al. (2018): the Spearman correlation between the |maps| of the trained model and of a
+    model whose weights are re-initialized (seeded), per layer from the output back: `cascading`
+    re-initializes layers cumulatively (the row at depth k has the top k layers random), `independent`
+    one layer at a time with the others trained. Per row: the mean over images with a defined
+    correlation, and how many were undefined (a constant map has no ranking)."""
+    if variant not in ("cascading", "independent"):
+        raise ValueError(f"variant must be 'cascading' or 'independent', got {variant!r}")
     original = saliency_map(attribute(model, x, target, method, **options))
-    randomized = copy.deepcopy(model)
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     rows = []
-    try:
-        for depth, name in enumerate(randomization_layers(randomized), start=1):
+    with torch.random.fork_rng(devices=[x.device.index or 0] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        randomized = copy.deepcopy(model)
+        for depth, name in enumerate(randomization_layers(model), start=1):
+            if variant == "independent":
+                randomized = copy.deepcopy(model)
             randomized.get_submodule(name).reset_parameters()
-            maps = saliency_map(attribute(randomized, x, target, method, **options))
-            rows.append({"method": method, "depth": depth, "layer": name,
-                         "spearman": float(spearman(original, maps).mean())})
-    finally:
-        torch.random.set_rng_state(gen_state)
+            mean, undefined = defined_mean(spearman(original, saliency_map(attribute(randomized, x, target, method,
+                                                                                     **options))))
+            rows.append({"method": method, "variant": variant, "randomization_seed": seed, "depth": depth, "layer": name,
+                         "spearman": mean, "undefined": undefined, "images": len(x)})
     return rows
 
 
@@ -197,5 +263,5 @@ EXPLAIN_DEFAULTS = {
                 "vargrad", "guided_backprop", "deeplift", "gradcam", "occlusion", "random", "sobel"],
     "figure_images": 6, "metric_images": 100, "batch_size": 100,
     "mprt_methods": ["saliency", "integrated_gradients", "guided_backprop", "gradcam", "sobel"],
-    "mprt_images": 32, "options": {},
+    "mprt_images": 32, "mprt_seeds": [0, 1, 2], "options": {},
 }

@@ -37,9 +37,9 @@ HEADLINE = [("test_acc", "test acc"), ("fgsm_linf_acc@0.1", "FGSM acc ε=0.1"), 
             ("road_score_saliency", "ROAD saliency"), ("road_score_integrated_gradients", "ROAD IG")]
 
 
-def headline(tidy: pd.DataFrame) -> str:
-    """Per regularizer: each headline measure's mean over seeds ± the 95% t-interval's half-width."""
-    present = [(m, t) for m, t in HEADLINE if m in set(tidy.metric)]
+def headline(tidy: pd.DataFrame, columns=HEADLINE) -> str:
+    """Per regularizer: each measure's mean over seeds ± the 95% t-interval's half-width."""
+    present = [(m, t) for m, t in columns if m in set(tidy.metric)]
     regs = sorted(tidy.reg.unique(), key=lambda r: (r != "none", r))
     seeds = tidy.groupby("reg").seed.nunique()
     lines = ["| reg | seeds | " + " | ".join(t for _, t in present) + " |", "|---" * (len(present) + 2) + "|"]
@@ -96,7 +96,36 @@ def roar(curves: pd.DataFrame, leakage: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n\n" + " ".join(text)
 
 
+QUALITY = [("integrated_gradients_completeness_median", "IG completeness error, median"),
+           ("integrated_gradients_completeness_max", "IG completeness error, max"),
+           ("integrated_gradients_steps_mean", "IG steps, mean"),
+           ("saliency_mprt_all_layers_sd", "saliency MPRT sd over randomization seeds"),
+           ("saliency_mprt_independent", "saliency MPRT, independent"),
+           ("actmax_ratio_median", "actmax / data max, median"), ("actmax_ratio_min", "actmax / data max, least"),
+           ("actmax_saturation", "actmax saturated pixels"),
+           ("boundary_fraction_random", "planes with a boundary"), ("boundary_distance_random", "distance to boundary")]
+
+
+def quality(tidy: pd.DataFrame) -> str:
+    """How well each measurement converged, per regularizer (mean over seeds ± 95% interval), and a
+    sentence on the worst case."""
+    sentences = []
+    ig = tidy[tidy.metric == "integrated_gradients_completeness_median"].value
+    worst = tidy[tidy.metric == "integrated_gradients_completeness_max"].value
+    if len(ig):
+        sentences.append(f"Integrated Gradients (adaptive steps) reached a median completeness error of "
+                         f"{100 * ig.median():.2f}% of |f(x) − f(baseline)| over {len(ig)} cells (worst image in any cell: "
+                         f"{100 * worst.max():.2f}%).")
+    ratio = tidy[tidy.metric == "actmax_ratio_min"].value
+    below = tidy[tidy.metric == "actmax_below_data"].value
+    if len(ratio):
+        sentences.append(f"Activation maximization exceeded the dataset's maximum for every objective but "
+                         f"{int(below.sum())} across {len(ratio)} cells (least ratio {ratio.min():.2f}×).")
+    return headline(tidy, QUALITY) + ("\n\n" + " ".join(sentences) if sentences else "")
+
+
 SECTIONS = {"headline": lambda t: headline(read_csv(t / "metrics.csv")),
+            "quality": lambda t: quality(read_csv(t / "metrics.csv")),
             "roar": lambda t: roar(read_csv(t / "roar_curves.csv"), read_csv(t / "roar_leakage.csv"))}
 
 

@@ -75,10 +75,25 @@ def total_variation(labels) -> dict:
             "tv_anisotropic_per_pixel": aniso / count, "tv_isotropic_per_pixel": iso / count}
 
 
+def boundary_distance(labels: torch.Tensor, span: float) -> float:
+    """Distance (L2 pixel units, in the plane) from the centre of a class map to the nearest grid point
+    of another class than the centre's; NaN when the whole map has the centre's class (no boundary
+    within `span`). Measured along the plane's own directions, so that how far the boundary is (margin)
+    can be told apart from how rugged it is (TV)."""
+    labels = torch.as_tensor(labels)
+    n = labels.shape[0]
+    centre = labels[n // 2, n // 2]
+    coords = torch.linspace(-span, span, n, dtype=torch.float64)
+    a, b = torch.meshgrid(coords, coords, indexing="ij")
+    other = labels != centre
+    return float(torch.sqrt(a ** 2 + b ** 2)[other].min()) if bool(other.any()) else float("nan")
+
+
 def boundary_planes(model, x: torch.Tensor, y: torch.Tensor, span: float, resolution: int,
                     seed: int = 0) -> tuple[list[dict], list[torch.Tensor]]:
     """For each image: one plane of two random orthonormal directions and one spanned by the
-    (normalized) FGSM-L2 gradient direction and a random direction orthogonal to it."""
+    (normalized) FGSM-L2 gradient direction and a random direction orthogonal to it. Per plane: the
+    total variation of its class map, whether it holds any boundary, and the distance to it."""
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(seed)
     rows, maps = [], []
@@ -93,7 +108,9 @@ def boundary_planes(model, x: torch.Tensor, y: torch.Tensor, span: float, resolu
             d2 = d2 / d2.norm().clamp_min(1e-12)
             labels = class_map(model, x0, d1, d2, span, resolution)
             rows.append({"image": i, "plane": kind, "label": int(y0), **total_variation(labels.cpu()),
-                         "n_classes_in_map": int(labels.unique().numel())})
+                         "n_classes_in_map": int(labels.unique().numel()),
+                         "has_boundary": bool(labels.unique().numel() > 1),
+                         "distance": boundary_distance(labels.cpu(), span)})
             maps.append(labels.cpu())
     return rows, maps
 
@@ -160,7 +177,7 @@ ROBUSTNESS_DEFAULTS = {
     "fgsm_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255],
     "pgd_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255], "pgd_steps": [10],
     "alpha_factor": 2.5, "random_start": True,
-    "boundary": {"images": 3, "resolution": 41, "span": 2.0},
+    "boundary": {"images": 40, "resolution": 41, "span": 2.0},  # 40 images: 80 planes (docs/robustness.md)
     "calibration_bins": 15, "near_zero": 1e-3, "pca_images": 1000,
 }
 

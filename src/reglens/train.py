@@ -219,6 +219,7 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
 
+    regs.finish(model)
     final_train = evaluate(model, data.x_train, data.y_train, cfg["eval_batch_size"])
     final_test = evaluate(model, data.x_test, data.y_test, cfg["eval_batch_size"])
     for split, result in (("training", final_train), ("test", final_test)):

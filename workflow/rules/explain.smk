@@ -15,7 +15,7 @@ rule explain:
         cfg=CFG["explain"],
     log:
         "logs/explain/{study}/{arch}/{reg}/seed{seed}.log",
-    threads: 1
+    threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
     script:
@@ -25,13 +25,15 @@ rule explain:
 rule actmax:
     input:
         model=intact(f"{CELL_DIR}/model.pt"),
+        data=study_dataset_file,
     output:
         images=f"{EXPLAIN_DIR}/actmax.pt",
+        table=f"{EXPLAIN_DIR}/actmax.csv",
     params:
         cfg=CFG["actmax"],
     log:
         "logs/actmax/{study}/{arch}/{reg}/seed{seed}.log",
-    threads: 1
+    threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
     script:

@@ -1,5 +1,6 @@
 from reglens.stages.common import job
 from reglens.stages.explain import run_actmax
 
-with job(snakemake.log[0], snakemake.threads):
-    run_actmax(snakemake.input.model, snakemake.output.images, snakemake.params.cfg, snakemake.config["device"])
+with job(snakemake.log[0], snakemake.config["torch_threads"]):
+    run_actmax(snakemake.input.model, snakemake.input.data, dict(snakemake.output.items()), snakemake.params.cfg,
+               snakemake.config["device"])

@@ -20,6 +20,7 @@ class Regularizer:
       data_loss(logits, y) -> loss        replaces cross-entropy (at most one per combination)
       penalty(model, x, y, logits)        a scalar added to the loss, or None
       after_step(model, step)             after each optimizer step (hard SVB projection)
+      finish(model)                       once after the last step (hard SVB's final projection)
     `needs_input_grad` makes the step create the graph from the inputs (Jacobian penalties).
     """
 
@@ -75,6 +76,9 @@ class Regularizer:
         return None
 
     def after_step(self, model: nn.Module, step: int) -> None:
+        pass
+
+    def finish(self, model: nn.Module) -> None:
         pass
 
 
@@ -159,6 +163,10 @@ class RegularizerSet:
     def after_step(self, model, step):
         for m in self.members:
             m.after_step(model, step)
+
+    def finish(self, model):
+        for m in self.members:
+            m.finish(model)
 
 
 def _count(members, kind):

@@ -43,7 +43,8 @@ def bound_singular_values(weight: torch.Tensor, eps: float) -> torch.Tensor:
 class HardSVB(Regularizer):
     kind = "hard_svb"
     params = {"eps": 0.05, "every": 100, "orthogonal_init": True}
-    summary = "orthogonal init; every `every` steps clip each weight matrix's singular values into [1/(1+eps), 1+eps]"
+    summary = ("orthogonal init; every `every` steps and after the last one clip each weight matrix's singular "
+               "values into [1/(1+eps), 1+eps]")
     nonnegative = ("eps",)
 
     def validate(self):
@@ -58,5 +59,10 @@ class HardSVB(Regularizer):
     @torch.no_grad()
     def after_step(self, model, step):
         if step % self.every == 0:
-            for w in penalized_weights(model):
-                w.copy_(bound_singular_values(w, self.eps))
+            self.finish(model)
+
+    @torch.no_grad()
+    def finish(self, model):
+        """Project every weight matrix into the band (also after the last step, so the saved model is)."""
+        for w in penalized_weights(model):
+            w.copy_(bound_singular_values(w, self.eps))
