@@ -1,12 +1,14 @@
 """Network Dissection throughput on a Broden-format dataset (synthetic unless --broden is given).
 
     python benchmarks/dissect_throughput.py [--device cuda] [--arch resnet18] [--images 400]
-        [--broden /path/to/broden1_224] [--reference-images 24] [--reference-units 16]
+        [--broden /path/to/broden1_224] [--threads 1] [--lite-units 128]
 
-Prints (1) end-to-end images/s of reglens.dissect.dissect (both passes, loading included), and
-(2) the concept tally alone in units x concepts per second, batched on the device against the
-straightforward per-unit NumPy implementation of the same definition on the same features and masks
-(reglens.dissect.reference_iou_numpy), with the ratio and the largest IoU difference.
+Prints (1) end-to-end images/s of reglens.dissect.dissect (both passes, loading included) on a
+synthetic Broden; (2) the tally alone at Broden's scale (112-pixel masks, 1,199 labels, ~450 present
+per batch; a 512-unit 7x7 layer and a 64-unit 56x56 one) in units x images per second, for reglens and
+for a per-unit port of NetDissect-Lite's loop (reglens.dissect_lite), their ratio, the peak memory of
+one batch's tally, and the largest IoU difference; (3) the time to dissect ResNet-18's named layers on
+all 63,305 Broden images, estimated from one batch per layer.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from reglens import dissect, models
 from reglens.data.broden import Broden, BrodenImages
@@ -39,9 +42,12 @@ def main():
     parser.add_argument("--broden", default=None, help="a real Broden folder instead of the synthetic one")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--reference-images", type=int, default=24)
-    parser.add_argument("--reference-units", type=int, default=16)
+    parser.add_argument("--lite-units", type=int, default=128, help="units of the 512-unit layer run through "
+                        "the (slow) Lite loop; rates are per unit x image, so a subset suffices")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 for the one-core estimate)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -65,44 +71,131 @@ def main():
               f"torch={torch.__version__}")
         print(f"end to end (two passes, loading included): {len(broden) / seconds:.1f} images/s")
 
-        # the tally alone: the deepest layer's first units, on the first images
-        layer = model.layer_names[-1]
-        n, k = min(args.reference_images, len(broden)), args.reference_units
-        dataset = BrodenImages(broden, args.input_size, 3)
-        _, images, stacked = dataset.collate([dataset[i] for i in range(n)])
-        x, stacked = images.to(device).float() / 255, stacked.long()
-        with torch.no_grad():
-            features = dissect.layer_features(model, x, [layer])[layer][:, :k].float()
-        label_category = broden.label_category_matrix()
-        concepts = int((label_category.sum(1) > 0).sum())
+    broden_scale(args, device)
+    resnet18_estimate(args, device)
 
-        def batched():
-            q = dissect.StreamingQuantile(k, features[:, 0].numel(), 0.005, device)
-            q.update(features.transpose(0, 1).flatten(1))
-            tally = dissect.ConceptTally(k, torch.from_numpy(label_category), "lite", device)
-            planes_dev, thr = stacked.to(device).flatten(2), q.thresholds()
-            for s in range(0, n, args.batch_size):
-                masks = dissect.unit_masks(features[s:s + args.batch_size], thr, broden.seg_shape)
-                tally.update(masks, dissect.label_onehot(planes_dev[s:s + args.batch_size]))
-            return tally.iou()
 
-        batched()
+def broden_like_batch(images: int, seg: int, labels: int, seed: int = 0):
+    """Label planes like Broden's at its scale: per image, an object and a part plane of blocky regions
+    from a few of `labels` label numbers, a colour plane, and an image-level scene label on every third
+    image (a constant plane, as reglens stores it)."""
+    g = torch.Generator().manual_seed(seed)
+    planes = []
+    for grid, palette, low, high in ((6, 6, 1, labels // 2), (10, 5, labels // 2, labels - 60),
+                                     (14, 3, labels - 60, labels - 20)):
+        choices = torch.randint(low, high, (images, palette), generator=g)
+        pick = torch.randint(0, palette, (images, grid * grid), generator=g)
+        coarse = choices.gather(1, pick).view(images, 1, grid, grid).float()
+        coarse[torch.rand(coarse.shape, generator=g) < 0.3] = 0
+        planes.append(F.interpolate(coarse, size=(seg, seg), mode="nearest")[:, 0].long())
+    scene = torch.randint(labels - 20, labels, (images,), generator=g) * (torch.arange(images) % 3 == 0)
+    planes.append(scene.view(-1, 1, 1).expand(-1, seg, seg))
+    return torch.stack(planes, 1)
+
+
+def smooth_features(images: int, units: int, side: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(images, units, side + 2, side + 2, generator=g)
+    return F.avg_pool2d(x, 3, stride=1).relu()
+
+
+def peak_rss_mb(fn) -> tuple[float, object]:
+    """Run fn in this process after a fork and return the rise of the peak resident set (MB)."""
+    import multiprocessing as mp
+    import resource
+
+    def child(queue):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fn()
+        queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=child, args=(queue,))
+    proc.start()
+    rise = queue.get()
+    proc.join()
+    return rise
+
+
+def broden_scale(args, device):
+    """The tally alone at Broden's scale: reglens' tally against the per-unit Lite loop (a port of
+    NetDissect-Lite's tally_job, reglens.dissect_lite) on the same features, thresholds and planes."""
+    from reglens import dissect_lite
+
+    labels, seg, n = 1200, 112, args.batch_size
+    planes = broden_like_batch(n, seg, labels)
+    present = int((torch.unique(planes) > 0).sum())
+    lc = torch.zeros(labels, 4)
+    for c, (low, high) in enumerate(((1, labels // 2), (labels // 2, labels - 60), (labels - 60, labels - 20),
+                                     (labels - 20, labels))):
+        lc[low:high, c] = 1
+    print(f"\ntally at Broden's scale: {n} images, masks {seg}x{seg}, {labels - 1} labels in the set, "
+          f"{present} present in the batch, {torch.get_num_threads()} thread(s)")
+    print(f"{'layer':<14}{'reglens units*img/s':>20}{'Lite loop units*img/s':>22}{'ratio':>8}"
+          f"{'peak MB':>9}{'max|dIoU|':>11}")
+    for units, side, lite_units in ((512, 7, args.lite_units), (64, 56, min(64, args.lite_units))):
+        feats = smooth_features(n, units, side, seed=units)
+        thr = torch.quantile(feats.transpose(0, 1).flatten(1), 0.995, dim=1)
+        dev_feats, dev_thr, dev_planes, dev_lc = feats.to(device), thr.to(device), planes.to(device), lc.to(device)
+
+        def ours(u=units):
+            tally = dissect.ConceptTally(u, dev_lc, "lite", (seg, seg), device)
+            tally.update(dev_feats[:, :u], dev_thr[:u], dissect.BatchLabels(dev_planes.flatten(2), dev_lc, True))
+            return tally
+
+        ours()
+        sync(device)
+        repeats = 3
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            tally = ours()
+        sync(device)
+        t_ours = (time.perf_counter() - t0) / repeats
+        pix = [p[:3].numpy() for p in planes]
+        scal = [[int(p[3, 0, 0])] if p[3, 0, 0] > 0 else [] for p in planes]
+        t0 = time.perf_counter()
+        port = dissect_lite.tally(feats[:, :lite_units].numpy(), thr[:lite_units].numpy(), pix, scal, lc.numpy(),
+                                  (seg, seg))
+        t_lite = time.perf_counter() - t0
+        diff = np.abs(tally.iou(lite=True)[:lite_units].cpu().numpy() - port["iou"]).max()
+        peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                else peak_rss_mb(lambda: ours()))
+        rate_ours, rate_lite = units * n / t_ours, lite_units * n / t_lite
+        print(f"{units}u@{side}x{side:<7}{rate_ours:>20.0f}{rate_lite:>22.0f}{rate_ours / rate_lite:>8.1f}"
+              f"{peak:>9.0f}{diff:>11.1e}")
+
+
+def resnet18_estimate(args, device):
+    """Threshold pass and tally for each of ResNet-18's named layers on a batch of random features of
+    the layer's shape, scaled to Broden's 63,305 images (the forward pass and image loading excluded;
+    they are in the end-to-end line above)."""
+    model = models.build("resnet18", 3, 32, 10)
+    with torch.no_grad():
+        shapes = {n: f.shape[1:] for n, f in dissect.layer_features(
+            model, torch.zeros(1, 3, args.input_size, args.input_size), list(model.layer_names)).items()}
+    n, seg, labels = args.batch_size, 112, 1200
+    planes = broden_like_batch(n, seg, labels).to(device)
+    lc = torch.zeros(labels, 4, device=device)
+    lc[1:, 0] = 1
+    total = 0.0
+    print(f"\nResNet-18 at input {args.input_size}, per layer: seconds per {n}-image batch (thresholds + tally)")
+    for name, (units, h, w) in shapes.items():
+        feats = smooth_features(n, units, h, seed=1).to(device)
+        thr = torch.quantile(feats.transpose(0, 1).flatten(1).cpu(), 0.995, dim=1).to(device)
+        q = dissect.StreamingQuantile(units, 63305 * h * w, 0.005, device)
+        labels_batch = dissect.BatchLabels(planes.flatten(2), lc, False)
         sync(device)
         t0 = time.perf_counter()
-        ours = batched()
+        q.update(feats.transpose(0, 1).flatten(1))
+        tally = dissect.ConceptTally(units, lc, "lite", (seg, seg), device)
+        tally.update(feats, thr, labels_batch)
         sync(device)
-        t_ours = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        _, ref = dissect.reference_iou_numpy(features.cpu().numpy(), stacked.numpy(), label_category, 0.005,
-                                             broden.seg_shape, "lite")
-        t_ref = time.perf_counter() - t0
-        work = k * concepts
-        print(f"tally of {n} images, {k} units x {concepts} concepts (layer {layer}):")
-        print(f"{'implementation':<24}{'units x concepts/s':>20}{'images/s':>12}")
-        print(f"{'reglens (batched)':<24}{work / t_ours:>20.0f}{n / t_ours:>12.1f}")
-        print(f"{'per-unit NumPy':<24}{work / t_ref:>20.0f}{n / t_ref:>12.1f}")
-        print(f"ratio reglens/NumPy: {t_ref / t_ours:.1f}   max |IoU difference|: "
-              f"{np.abs(ours.cpu().numpy() - ref).max():.2e}")
+        seconds = time.perf_counter() - t0
+        total += seconds
+        print(f"  {name:<14}{units:>5} units {h}x{w:<4} {seconds:.3f} s")
+    print(f"estimate for all 63,305 Broden images: {total * 63305 / n / 60:.1f} min "
+          f"({torch.get_num_threads()} thread(s), {device})")
 
 
 def _head(broden: Broden, n: int) -> Broden:

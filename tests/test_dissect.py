@@ -170,11 +170,12 @@ def test_batched_tally_equals_the_per_unit_numpy_definition(small, union, quanti
     thresholds, expected = dissect.reference_iou_numpy(features, planes, lc, quantile, b.seg_shape, union)
     q = dissect.StreamingQuantile(6, len(b) * 16, quantile, "cpu")
     q.update(torch.from_numpy(features).transpose(0, 1).flatten(1))
-    tally = dissect.ConceptTally(6, torch.from_numpy(lc), union, "cpu")
+    # a small chunk so that one batch's unit-image pairs span several chunks
+    tally = dissect.ConceptTally(6, torch.from_numpy(lc), union, b.seg_shape, "cpu", chunk_bytes=4 * 256 * 7)
     thr = q.thresholds()
     for start in range(0, len(b), 5):
-        masks = dissect.unit_masks(torch.from_numpy(features[start:start + 5]), thr, b.seg_shape)
-        tally.update(masks, dissect.label_onehot(torch.from_numpy(planes[start:start + 5]).flatten(2)))
+        labels = dissect.BatchLabels(torch.from_numpy(planes[start:start + 5]).flatten(2), torch.from_numpy(lc), False)
+        tally.update(torch.from_numpy(features[start:start + 5]), thr, labels)
     np.testing.assert_allclose(q.thresholds().numpy(), thresholds, rtol=1e-5)
     np.testing.assert_allclose(tally.iou().numpy(), expected, rtol=1e-9, atol=1e-12)
     assert expected.max() > (0.1 if quantile == 0.2 else 0.005)
@@ -240,3 +241,132 @@ def test_run_dissect_writes_units_summary_and_figure_data(known, tmp_path):
     shown = torch.load(tmp_path / "out" / "top.pt", weights_only=True)
     assert len(shown) == 3 and shown[0]["images"].shape == (2, 3, 32, 32)
     assert [s["iou"] for s in shown] == sorted(units.iou, reverse=True)[:3]
+
+
+def write_tricky_broden(root, n_images=40, unlabelled=6, seed=0):
+    """A Broden with what Lite and reglens count differently: images with no label at all, label 5 in
+    both object and part planes at the same pixels (equal coverage in both categories), a label listed
+    in no category, and a material category (Lite leaves it out)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    (root / "images").mkdir()
+    categories = ["object", "part", "scene", "material", "color"]
+    members = {"object": [1, 2, 3, 4, 5], "part": [5, 6, 7, 8], "scene": [9, 10], "material": [11, 12],
+               "color": [13, 14, 15]}
+    names = {k: f"label{k}" for k in range(1, 17)}          # 16 is listed but in no category
+    sh = 8
+    rows = []
+    for i in range(n_images):
+        image = rng.integers(0, 255, size=(16, 16, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "images" / f"im{i}.png")
+        row = {"image": f"im{i}.png", "split": "train", "ih": 16, "iw": 16, "sh": sh, "sw": sh,
+               **{c: "" for c in categories}}
+        if i >= unlabelled:
+            for cat in ("object", "part", "material", "color"):
+                plane = rng.choice([0] + members[cat], size=(sh, sh)).astype(np.int32)
+                if cat == "part":
+                    plane[:3] = np.where(rng.random((3, sh)) < 0.5, 5, plane[:3])  # label 5 repeats object's
+                if cat == "object":
+                    plane[:3] = 5
+                rgb = np.stack([plane % 256, plane // 256, np.zeros_like(plane)], -1).astype(np.uint8)
+                Image.fromarray(rgb).save(root / "images" / f"im{i}_{cat}.png")
+                row[cat] = f"im{i}_{cat}.png"
+            if i % 3 == 0:
+                row["scene"] = str(rng.choice(members["scene"]))
+        rows.append(row)
+    with open(root / "index.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["image", "split", "ih", "iw", "sh", "sw"] + categories)
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(root / "category.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([["name", "first", "last", "count", "frequency"]] +
+                                     [[c, 1, 1, len(members[c]), 1] for c in categories])
+    with open(root / "label.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([["number", "name", "category", "frequency", "coverage", "syns"]] +
+                                     [[k, v, "", 1, 1, ""] for k, v in names.items()])
+    for cat in categories:
+        with open(root / f"c_{cat}.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows([["code", "number", "name", "frequency", "coverage"]] +
+                                         [[j + 1, k, names[k], 1, 0.5 if k == 5 else 0.1 + 0.01 * k]
+                                          for j, k in enumerate(members[cat])])
+    return root
+
+
+def test_lite_conventions_match_a_port_of_lites_loop(tmp_path):
+    from reglens import dissect_lite
+    root = write_tricky_broden(tmp_path / "tricky")
+    torch.manual_seed(0)
+    model = models.build("simplecnn", 3, 16, 10, width=0.25).eval()
+    cfg = dissect.settings({"conventions": "lite", "input_size": 16, "workers": 0, "batch_size": 7,
+                            "quantile": 0.05})
+    b = dissect.open_broden(root, cfg)
+    assert len(b) == 34 and "material" not in b.categories               # Lite's image filter and categories
+    assert b.primary[5] == b.categories.index("part")                    # a coverage tie goes to the last
+    assert b.primary[16] == len(b.categories) - 1                        # a label in no category: the last
+    result = dissect.dissect(model, b, cfg)
+    units = dissect.unit_table(result)
+    dataset = broden_io.BrodenImages(b, 16, 3)
+    images = torch.stack([dataset[i][1] for i in range(len(b))]).float() / 255
+    with torch.no_grad():
+        feats = dissect.layer_features(model, images, list(model.layer_names))
+    lc = result["label_category"].numpy()
+    pixels = [np.stack([broden_io.decode_mask(np.asarray(Image.open(root / "images" / m).convert("RGB")))
+                        for m in e.masks]).astype(np.int64) if e.masks else np.zeros((0, 8, 8), np.int64)
+              for e in b.images]
+    scalars = [e.image_labels for e in b.images]
+    checked_detectors = 0
+    for layer, f in feats.items():
+        f = f.numpy().astype(np.float64)
+        np.testing.assert_allclose(result["thresholds"][layer].numpy(), dissect_lite.thresholds(f, 0.05), rtol=1e-5)
+        port = dissect_lite.tally(f.astype(np.float32), result["thresholds"][layer].numpy(), pixels, scalars, lc,
+                                  b.seg_shape)
+        np.testing.assert_allclose(result["iou"][layer].numpy(), port["iou"], rtol=0, atol=1e-9)
+        label, category, score = dissect_lite.best_labels(port["iou"], lc.argmax(1), len(b.categories))
+        mine = units[units.layer == layer]
+        positive = score > 0
+        assert mine.concept[positive].tolist() == [result["names"][k] for k in label[positive]]
+        assert mine.category[positive].tolist() == [b.categories[c] for c in category[positive]]
+        assert mine.detector.tolist() == (score >= 0.04).tolist()
+        checked_detectors += int(positive.sum())
+    assert checked_detectors > 10
+    # per-plane counting: label 5 counts in both planes where object and part repeat it
+    assert port["labels"][5] > sum(int((p == 5).any(0).sum()) for p in pixels)
+
+
+def test_broden_errors_name_the_file_row_and_problem(tmp_path):
+    root = write_tricky_broden(tmp_path / "bad", n_images=8, unlabelled=1)
+    index = (root / "index.csv").read_text().splitlines()
+    (root / "index.csv").write_text("\n".join(index[:3] + [index[3].replace(",8,8,", ",eight,8,")] + index[4:]))
+    with pytest.raises(broden_io.BrodenFormatError, match=r"index.csv row 4: sh='eight' is not an integer"):
+        broden_io.Broden(root)
+    (root / "index.csv").write_text("\n".join(index[:3] + [index[3].split(",", 3)[0]] + index[4:]))
+    with pytest.raises(broden_io.BrodenFormatError, match=r"index.csv row 4: 1 fields where the header has 11"):
+        broden_io.Broden(root)
+    scene = index[4].split(",")
+    scene[8] = "1992"
+    (root / "index.csv").write_text("\n".join(index[:4] + [",".join(scene)] + index[5:]))
+    with pytest.raises(broden_io.BrodenFormatError, match=r"row 5, column scene: label 1992 is not listed"):
+        broden_io.Broden(root)
+    (root / "index.csv").write_text("\n".join(index))
+    plane = np.full((8, 8), 1992, dtype=np.int32)
+    Image.fromarray(np.stack([plane % 256, plane // 256, 0 * plane], -1).astype(np.uint8)).save(
+        root / "images" / "im2_color.png")
+    b = broden_io.Broden(root)
+    with pytest.raises(broden_io.BrodenFormatError, match=r"im2_color.png \(index.csv row 4\): label number\(s\) "
+                                                           r"\[1992\] are not listed"):
+        b.load_planes(2)
+
+
+@pytest.mark.parametrize("side,out", [(7, 112), (16, 16), (56, 112), (5, 13), (20, 8)])
+def test_activated_pixels_are_exactly_the_dense_upsampled_masks(side, out):
+    """The sparse evaluation (only tiles that can reach the threshold) against upsampling every map with
+    F.interpolate: the same pixels and areas, for integer, fractional and downsampling factors."""
+    torch.manual_seed(side)
+    f = F.avg_pool2d(torch.randn(3, 6, side + 2, side + 2), 3, stride=1)
+    thr = torch.quantile(f.transpose(0, 1).flatten(1), 0.9, dim=1)
+    dense = dissect.unit_masks(f, thr, (out, out))
+    got = torch.zeros_like(dense)
+    for b, u, (owner, pixel), area in dissect.activated_pixels(f, thr, (out, out), chunk_bytes=2000):
+        got[b[owner], u[owner], pixel] = True
+        assert torch.equal(area, dense[b, u].sum(1))
+    assert torch.equal(got, dense) and dense.any()

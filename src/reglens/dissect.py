@@ -9,8 +9,9 @@ category only over images where that area overlaps some label of the category ("
 or over every image where the category is present ("original", NetDissect's first release). Each label
 counts in its primary category. A unit detects its best concept when that IoU exceeds 0.04.
 
-Tallies are matrix products: (images, units, pixels) binary masks times (images, pixels, labels)
-one-hot label maps, restricted to the labels present in the batch.
+`conventions` picks between reglens' choices and NetDissect-Lite's where they differ (CONVENTIONS;
+docs/dissect.md lists each difference and its measured effect). The tally counts the labels of the
+activated pixels with `bincount`, so its cost grows with the activated pixels, not pixels x labels.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ DISSECT_DEFAULTS = {
     "quantile": 0.005,          # top fraction of a unit's activations that counts as "on"
     "iou_threshold": 0.04,      # a unit detects its best concept when IoU exceeds this
     "union": "lite",            # lite | original (see the module docstring)
+    "conventions": "reglens",   # reglens | lite (see CONVENTIONS)
     "input_size": 112,          # Broden images are resized to this before the conv layers
     "layers": None,             # None: every named conv layer of the model
     "categories": None,         # None: every category in category.csv
@@ -43,6 +45,13 @@ BRODEN_DEFAULTS = {
     "synthetic": {"images": 300, "seg_size": 32, "scale": 2, "seed": 0},
 }
 UNION_MODES = ("lite", "original")
+# Where reglens departs from NetDissect-Lite, and `conventions: lite` to follow Lite instead
+CONVENTIONS = {
+    "reglens": {"drop_unlabelled": False, "per_plane": False, "detector_at_threshold": False, "ties": "first",
+                "exclude_categories": (), "lite_iou": False},
+    "lite": {"drop_unlabelled": True, "per_plane": True, "detector_at_threshold": True, "ties": "last",
+             "exclude_categories": ("material",), "lite_iou": True},
+}
 COUNTING = {
     "unique_concepts": "distinct best concepts among detector units (one label per unit)",
     "unique_concepts_per_category": "per category, distinct best-in-category concepts among units "
@@ -53,6 +62,8 @@ COUNTING = {
 
 def settings(cfg: dict | None) -> dict:
     merged = {**DISSECT_DEFAULTS, **(cfg or {})}
+    if merged["conventions"] not in CONVENTIONS:
+        raise ValueError(f"dissect.conventions: {merged['conventions']!r}; valid: {list(CONVENTIONS)}")
     if merged["union"] not in UNION_MODES:
         raise ValueError(f"dissect.union: {merged['union']!r}; valid: {list(UNION_MODES)}")
     if not 0 < merged["quantile"] < 1:
@@ -88,76 +99,202 @@ class StreamingQuantile:
         self.keep = total - self.low
         self.total, self.seen = total, 0
         self.top = torch.empty((units, 0), device=device)
+        self.pending, self.pending_width = [], 0
 
     def update(self, values: torch.Tensor) -> None:
-        """values: (units, m)."""
+        """values: (units, m). Batches are gathered and cut back to the top `keep` only when they
+        hold twice that, so the selection costs O(1) per value."""
         self.seen += values.shape[1]
-        merged = torch.cat([self.top, values.float()], dim=1)
+        self.pending.append(values.float())
+        self.pending_width += values.shape[1]
+        if self.pending_width >= max(self.keep, 4096):
+            self._compact()
+
+    def _compact(self) -> None:
+        merged = torch.cat([self.top, *self.pending], dim=1)
+        self.pending, self.pending_width = [], 0
         self.top = merged.topk(min(self.keep, merged.shape[1]), dim=1, sorted=True).values
 
     def thresholds(self) -> torch.Tensor:
         if self.seen != self.total:
             raise RuntimeError(f"saw {self.seen} values per unit, expected {self.total}")
+        self._compact()
         low = self.top[:, self.keep - 1]                       # ascending position `low`
         high = self.top[:, self.keep - 2] if self.keep >= 2 else low
         return low + self.frac * (high - low)
 
 
-class ConceptTally:
-    """Sums over images of unit-concept intersections, unit areas per category, and concept areas."""
+class BatchLabels:
+    """A batch's label planes, prepared once and shared by every layer's tally: (B, planes, P) label
+    numbers (0 = none), a repeated label at a pixel cleared unless counted per plane, the label areas,
+    and which categories each image holds."""
 
-    def __init__(self, units: int, label_category: torch.Tensor, union: str, device):
+    def __init__(self, planes: torch.Tensor, label_category: torch.Tensor, per_plane: bool):
+        planes = planes.long()
+        if not per_plane:  # a pixel counts once per label, however many planes carry it
+            for k in range(1, planes.shape[1]):
+                repeated = (planes[:, :k] == planes[:, k:k + 1]).any(1)
+                planes[:, k] = torch.where(repeated, 0, planes[:, k])
+        self.planes = planes
+        self.pixels = planes.shape[2]
+        self.by_pixel = planes.transpose(1, 2).reshape(-1, planes.shape[1])   # (B * P, planes)
+        labels, categories = label_category.shape
+        self.category_of = torch.where(label_category.sum(1) > 0, label_category.argmax(1), -1)
+        self.area = torch.bincount(planes.flatten(), minlength=labels)[:labels].clone()
+        self.area[0] = 0
+        batch = planes.shape[0]
+        cats = self.category_of[planes.flatten(1)]                       # (B, planes * P)
+        image = torch.arange(batch, device=planes.device).unsqueeze(1).expand_as(cats)
+        keep = cats >= 0
+        self.category_present = torch.bincount(image[keep] * categories + cats[keep],
+                                               minlength=batch * categories).view(batch, categories) > 0
+
+
+class ConceptTally:
+    """Sums over images of unit-label intersections, unit areas per category, and label areas, as
+    integer counts. Cost grows with the activated pixels: only (image, unit) pairs whose map exceeds
+    the threshold somewhere are upsampled, and their activated pixels' labels are counted with one
+    `bincount` over unit x label indices. `chunk_bytes` bounds the upsampled maps held at once."""
+
+    def __init__(self, units: int, label_category: torch.Tensor, union: str, seg_shape, device,
+                 chunk_bytes: int = 64 << 20):
         self.label_category = label_category.to(device)       # (labels, categories) one-hot
         labels, categories = label_category.shape
-        self.union = union
-        self.both = torch.zeros((units, labels), dtype=torch.float64, device=device)
-        self.unit_in_category = torch.zeros((units, categories), dtype=torch.float64, device=device)
-        self.label_area = torch.zeros(labels, dtype=torch.float64, device=device)
+        self.units, self.labels, self.categories = units, labels, categories
+        self.union, self.seg_shape, self.chunk_bytes = union, tuple(seg_shape), chunk_bytes
+        self.both = torch.zeros(units * labels, dtype=torch.long, device=device)
+        self.unit_in_category = torch.zeros((units, categories), dtype=torch.long, device=device)
+        self.label_area = torch.zeros(labels, dtype=torch.long, device=device)
 
-    def update(self, masks: torch.Tensor, labels: tuple[torch.Tensor, torch.Tensor]) -> None:
-        """masks: (B, units, P) bool; labels: `label_onehot` of the batch's label planes."""
-        present, onehot = labels
-        if present.numel() == 0:
-            return
-        maskf = masks.float()
-        inter = torch.bmm(maskf, onehot)                      # (B, units, labels present)
-        area = maskf.sum(2)                                   # (B, units)
-        label_pixels = onehot.sum(1)                          # (B, labels present)
-        self.both.index_add_(1, present, inter.sum(0).double())
-        self.label_area.index_add_(0, present, label_pixels.sum(0).double())
-        category = self.label_category[present]               # (labels present, categories)
-        if self.union == "lite":
-            gate = (inter @ category) > 0                     # area overlaps a label of the category
-            self.unit_in_category += (area.unsqueeze(2) * gate).sum(0).double()
-        else:
-            gate = ((label_pixels @ category) > 0).float()    # the category is in the image
-            self.unit_in_category += (area.t() @ gate).double()
+    def update(self, features: torch.Tensor, thresholds: torch.Tensor, labels: BatchLabels) -> None:
+        """features: (B, units, h, w) activations; thresholds: (units,)."""
+        self.label_area += labels.area
+        for pair_image, pair_unit, pixel, area in activated_pixels(features, thresholds, self.seg_shape,
+                                                                   self.chunk_bytes):
+            pair, index = pixel
+            hit = labels.planes[pair_image[pair], :, index]                  # (activated, planes)
+            on = hit > 0
+            owner = pair.unsqueeze(1).expand_as(hit)[on]
+            hit = hit[on]
+            self.both += torch.bincount(pair_unit[owner] * self.labels + hit, minlength=self.units * self.labels)
+            if self.union == "lite":                                         # area overlaps a label of the category
+                cat = labels.category_of[hit]
+                keep = cat >= 0
+                pairs = len(pair_image)
+                gate = torch.bincount(owner[keep] * self.categories + cat[keep],
+                                      minlength=pairs * self.categories).view(pairs, self.categories) > 0
+            else:                                                            # the category is in the image
+                gate = labels.category_present[pair_image]
+            self.unit_in_category.index_add_(0, pair_unit, area.unsqueeze(1) * gate)
 
-    def iou(self) -> torch.Tensor:
-        """(units, labels); labels outside the chosen categories get 0."""
-        primary = self.label_category.argmax(1)
+    def iou(self, lite: bool = False) -> torch.Tensor:
+        """(units, labels) float64. Default: labels outside the chosen categories get 0 and an empty
+        union gives 0; lite: NetDissect-Lite's both / (units_cat + labels - both + 1e-10) for every label."""
+        both = self.both.view(self.units, self.labels).double()
         used = self.label_category.sum(1) > 0
-        union = self.unit_in_category[:, primary] + self.label_area.unsqueeze(0) - self.both
-        iou = torch.where(union > 0, self.both / union.clamp_min(1e-12), torch.zeros_like(union))
+        primary = self.label_category.argmax(1)
+        union = self.unit_in_category.double()[:, primary] + self.label_area.double().unsqueeze(0) - both
+        if lite:
+            return both / (union + 1e-10)
+        iou = torch.where(union > 0, both / union.clamp_min(1e-12), torch.zeros_like(union))
         return iou * used.unsqueeze(0)
 
 
-def label_onehot(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, planes, P) label numbers (0 = none) -> (labels present (K,), (B, P, K) float32 one-hot);
-    a pixel counts once per label. Built once per batch and shared by every layer's tally."""
-    present = torch.unique(planes)
-    present = present[present > 0]
-    batch, _, pixels = planes.shape
-    column = torch.where(planes > 0, torch.searchsorted(present, planes) + 1, 0)
-    onehot = torch.zeros((batch, pixels, present.numel() + 1), device=planes.device)
-    onehot.scatter_(2, column.transpose(1, 2), 1.0)
-    return present, onehot[:, :, 1:]
-
-
 def unit_masks(features: torch.Tensor, thresholds: torch.Tensor, shape) -> torch.Tensor:
-    """(B, units, h, w) activations -> (B, units, sh*sw) bool masks at the segmentation size."""
-    up = F.interpolate(features.float(), size=shape, mode="bilinear", align_corners=False)
-    return (up > thresholds.view(1, -1, 1, 1)).flatten(2)
+    """(B, units, h, w) activations -> (B, units, sh*sw) bool masks at the segmentation size
+    (bilinear, align_corners=False, in float64 as the tally computes them)."""
+    up = F.interpolate(features.double(), size=tuple(shape), mode="bilinear", align_corners=False)
+    return (up > thresholds.double().view(1, -1, 1, 1)).flatten(2)
+
+
+class _Axis:
+    """PyTorch's bilinear sampling along one axis (align_corners=False): per output row its lower and
+    upper source rows and the upper one's weight; and tiles of at most `tile` consecutive output rows
+    that share their source rows. `size_after`: the row stride of the source maps (their width)."""
+
+    def __init__(self, out: int, size: int, tile: int, device, size_after: int = 1):
+        src = ((torch.arange(out, device=device, dtype=torch.float64) + 0.5) * (size / out) - 0.5).clamp_min(0)
+        self.low = src.floor().long().clamp_max(size - 1)
+        self.high = (self.low + 1).clamp_max(size - 1)
+        self.weight = (src - self.low).clamp(0, 1)
+        self.low_w, self.high_w = self.low * size_after, self.high * size_after
+        counts = torch.bincount(self.low, minlength=size)
+        first = torch.cumsum(counts, 0) - counts
+        offset = torch.arange(out, device=device) - first[self.low]
+        start = torch.nonzero(offset % tile == 0).squeeze(1)
+        length = torch.minimum(counts[self.low[start]] - offset[start], torch.tensor(tile, device=device))
+        self.tile_low = self.low[start]
+        self.tile_first, self.tile_last = start, start + length - 1
+        rows = start.unsqueeze(1) + torch.arange(tile, device=device)
+        self.tile_rows = torch.where(rows <= self.tile_last.unsqueeze(1), rows, -1)   # (tiles, tile)
+
+
+def _bilinear(maps, pair, y, x, rows: _Axis, cols: _Axis):
+    """Upsampled values at output pixels (y, x) of maps[pair] (pairs, h, w), in float64; flat 1-D
+    gathers, which are several times faster than multi-tensor indexing on the CPU."""
+    flat = maps.reshape(-1)
+    base = pair * (maps.shape[1] * maps.shape[2])
+    a, a1, ly = rows.low_w.take(y) + base, rows.high_w.take(y) + base, rows.weight.take(y)
+    c, c1, lx = cols.low.take(x), cols.high.take(x), cols.weight.take(x)
+    top = (1 - lx) * flat.take(a + c) + lx * flat.take(a + c1)
+    bottom = (1 - lx) * flat.take(a1 + c) + lx * flat.take(a1 + c1)
+    return (1 - ly) * top + ly * bottom
+
+
+def activated_pixels(features: torch.Tensor, thresholds: torch.Tensor, shape, chunk_bytes: int = 64 << 20,
+                     tile: int = 4):
+    """The pixels where each unit's bilinearly upsampled map exceeds its threshold, evaluated only where
+    they can. An upsampled value is a convex combination of its 2x2 source cells, and within a tile of
+    pixels that share those cells it is bilinear, so its largest value is at a tile corner: only tiles
+    next to a source cell at or above the threshold are considered, only those whose corners reach it
+    are evaluated (float64). Yields, per chunk of firing (image, unit) pairs: their image and unit
+    indices, (pair, flat pixel) of the activated pixels, and each pair's activated area."""
+    sh, sw = shape
+    h, w = features.shape[2:]
+    device = features.device
+    rows, cols = _Axis(sh, h, tile, device, w), _Axis(sw, w, tile, device)
+    up_row = (torch.arange(h, device=device) + 1).clamp_max(h - 1)
+    left_col = (torch.arange(w, device=device) + 1).clamp_max(w - 1)
+    thr = thresholds.double()
+    margin = thr.abs() * 1e-9 + 1e-300                                       # a superset under rounding
+    image, unit = (features.amax(dim=(2, 3)).double() >= (thr - margin).view(1, -1)).nonzero(as_tuple=True)
+    tiles = len(rows.tile_low) * len(cols.tile_low)
+    step = max(1, chunk_bytes // (8 * (h * w + tiles)))
+    for s in range(0, len(image), step):
+        b, u = image[s:s + step], unit[s:s + step]
+        maps = features[b, u].double()                                       # (pairs, h, w)
+        if (h, w) == (sh, sw):                                               # no resize: the map itself
+            owner, pixel = (maps.flatten(1) > thr[u].unsqueeze(1)).nonzero(as_tuple=True)
+            yield b, u, (owner, pixel), torch.bincount(owner, minlength=len(b))
+            continue
+        floor = (thr[u] - margin[u]).view(-1, 1, 1)
+        hot = maps >= floor
+        near = hot | hot[:, up_row] | hot[:, :, left_col] | hot[:, up_row][:, :, left_col]
+        near = near.index_select(1, rows.tile_low).index_select(2, cols.tile_low)
+        pair, i, j = near.nonzero(as_tuple=True)
+        corners = torch.stack([_bilinear(maps, pair, y, x, rows, cols)
+                               for y in (rows.tile_first[i], rows.tile_last[i])
+                               for x in (cols.tile_first[j], cols.tile_last[j])]).amax(0)
+        keep = corners >= floor.view(-1)[pair]
+        pair, i, j = pair[keep], i[keep], j[keep]
+        y, x = rows.tile_rows[i], cols.tile_rows[j]                          # (tiles, t), -1 past a tile's end
+        values = _bilinear(maps, pair.view(-1, 1, 1), y.clamp_min(0).unsqueeze(2), x.clamp_min(0).unsqueeze(1),
+                           rows, cols)
+        on = (values > thr.take(u.take(pair)).view(-1, 1, 1)) & (y >= 0).unsqueeze(2) & (x >= 0).unsqueeze(1)
+        k, gy, gx = on.nonzero(as_tuple=True)
+        owner = pair.take(k)
+        pixel = y.reshape(-1).take(k * y.shape[1] + gy) * sw + x.reshape(-1).take(k * x.shape[1] + gx)
+        yield b, u, (owner, pixel), torch.bincount(owner, minlength=len(b))
+
+
+def open_broden(root, cfg: dict) -> Broden:
+    """The Broden folder read with the configured conventions (see CONVENTIONS)."""
+    rules = CONVENTIONS[cfg["conventions"]]
+    categories = cfg["categories"]
+    if categories is None and rules["exclude_categories"]:
+        available = Broden(root).categories
+        categories = [c for c in available if c not in rules["exclude_categories"]]
+    return Broden(root, categories, rules["ties"], rules["drop_unlabelled"])
 
 
 def dissect(model, broden: Broden, cfg: dict | None = None, device: str | torch.device = "cpu") -> dict:
@@ -195,14 +332,17 @@ def dissect(model, broden: Broden, cfg: dict | None = None, device: str | torch.
             top_images[name] = (best.values, ids.gather(1, best.indices))
     thresholds = {name: q.thresholds() for name, q in quantiles.items()}
 
-    tallies = {name: ConceptTally(len(t), label_category, cfg["union"], device) for name, t in thresholds.items()}
+    rules = CONVENTIONS[cfg["conventions"]]
+    tallies = {name: ConceptTally(len(t), label_category, cfg["union"], broden.seg_shape, device)
+               for name, t in thresholds.items()}
+    label_category = label_category.to(device)
     for _, planes, feats in batches():
-        labels = label_onehot(planes.flatten(2).long())
+        labels = BatchLabels(planes.flatten(2), label_category, rules["per_plane"])
         for name, f in feats.items():
-            tallies[name].update(unit_masks(f, thresholds[name], broden.seg_shape), labels)
+            tallies[name].update(f, thresholds[name], labels)
     return {"settings": cfg, "layers": layers,
             "thresholds": {n: t.cpu() for n, t in thresholds.items()},
-            "iou": {n: t.iou().cpu() for n, t in tallies.items()},
+            "iou": {n: t.iou(rules["lite_iou"]).cpu() for n, t in tallies.items()},
             "top_images": {n: ids.cpu() for n, (_, ids) in top_images.items()},
             "names": broden.names, "categories": broden.categories,
             "label_category": label_category}
@@ -210,41 +350,59 @@ def dissect(model, broden: Broden, cfg: dict | None = None, device: str | torch.
 
 def unit_table(result: dict) -> pd.DataFrame:
     """One row per unit: threshold, best concept, its category and IoU, the runner-up, detector flag,
-    and the best concept within each category (for per-category counting)."""
+    and the best concept within each category (for per-category counting). Ties: the lowest label
+    number; with `conventions: lite`, the best label of the last tied category, as Lite orders them."""
     names, categories = result["names"], result["categories"]
     label_category = result["label_category"]
     primary = label_category.argmax(1)
+    rules = CONVENTIONS[result["settings"]["conventions"]]
+    threshold = result["settings"]["iou_threshold"]
     rows = []
     for layer in result["layers"]:
         iou = result["iou"][layer]
-        order = iou.argsort(dim=1, descending=True)
+        order = torch.sort(iou, dim=1, descending=True, stable=True).indices
+        in_category = iou.unsqueeze(2) * label_category.unsqueeze(0).to(iou.dtype)   # (units, labels, categories)
+        best_in = in_category.argmax(1)                                              # first label per category
+        score_in = in_category.gather(1, best_in.unsqueeze(1)).squeeze(1)            # (units, categories)
         for unit in range(iou.shape[0]):
-            best, second = int(order[unit, 0]), int(order[unit, 1])
+            if rules["ties"] == "last":
+                scores = score_in[unit]
+                category = int(torch.nonzero(scores == scores.max()).max())
+                best = int(best_in[unit, category])
+            else:
+                best = int(order[unit, 0])
+            second = next(int(k) for k in order[unit, :2] if int(k) != best)
 
             def label(k):  # a unit that overlaps nothing has no concept
                 return (names[k], categories[int(primary[k])]) if iou[unit, k] > 0 else ("-", "-")
 
+            value = float(iou[unit, best])
             row = {"layer": layer, "unit": unit, "threshold": float(result["thresholds"][layer][unit]),
-                   "concept": label(best)[0], "category": label(best)[1], "iou": float(iou[unit, best]),
+                   "concept": label(best)[0], "category": label(best)[1], "iou": value,
                    "runner_up": label(second)[0], "runner_up_category": label(second)[1],
                    "runner_up_iou": float(iou[unit, second]),
-                   "detector": bool(iou[unit, best] > result["settings"]["iou_threshold"])}
+                   "detector": is_detector(value, threshold, result["settings"]["conventions"])}
             for c, cat in enumerate(categories):
-                in_cat = iou[unit] * label_category[:, c]
-                k = int(in_cat.argmax())
-                row[f"best_{cat}"] = names[k] if in_cat[k] > 0 else "-"
-                row[f"best_{cat}_iou"] = float(in_cat[k])
+                k = int(best_in[unit, c])
+                row[f"best_{cat}"] = names[k] if score_in[unit, c] > 0 else "-"
+                row[f"best_{cat}_iou"] = float(score_in[unit, c])
             rows.append(row)
     return pd.DataFrame(rows)
 
 
+def is_detector(iou, threshold: float, conventions: str = "reglens"):
+    """IoU above the threshold (reglens) or at least the threshold (Lite's report)."""
+    return iou >= threshold if CONVENTIONS[conventions]["detector_at_threshold"] else iou > threshold
+
+
 def summarize(units: pd.DataFrame, categories: list[str], cfg: dict) -> dict:
     """Per layer and in total: units, detectors, unique concepts counted both ways, per-category counts."""
-    threshold = cfg["iou_threshold"]
+    threshold, conventions = cfg["iou_threshold"], cfg["conventions"]
 
     def counts(frame: pd.DataFrame) -> dict:
         detectors = frame[frame["detector"]]
-        per_category = {cat: int(frame.loc[frame[f"best_{cat}_iou"] > threshold, f"best_{cat}"].nunique())
+        per_category = {cat: int(frame.loc[is_detector(frame[f"best_{cat}_iou"], threshold, conventions),
+                                           f"best_{cat}"].nunique())
                         for cat in categories}
         return {
             "units": int(len(frame)),
@@ -293,7 +451,7 @@ def reference_iou_numpy(features: np.ndarray, planes: np.ndarray, label_category
     labels, categories = label_category.shape
     primary = label_category.argmax(1)
     thresholds = np.array([np.percentile(features[:, u].ravel(), 100 * (1 - quantile)) for u in range(units)])
-    up = F.interpolate(torch.from_numpy(features).float(), size=tuple(seg_shape), mode="bilinear",
+    up = F.interpolate(torch.from_numpy(features).double(), size=tuple(seg_shape), mode="bilinear",
                        align_corners=False).numpy()
     iou = np.zeros((units, labels))
     for u in range(units):

@@ -55,6 +55,13 @@ def _need(row: dict, keys, path: Path) -> None:
         raise BrodenFormatError(f"{path}: columns {missing} missing; found {sorted(row)}")
 
 
+def _integer(row: dict, key: str, path: Path, line: int) -> int:
+    value = row.get(key)
+    if value is None or not re.fullmatch(r"\s*-?\d+\s*", value):
+        raise BrodenFormatError(f"{path} row {line}: {key}={value!r} is not an integer")
+    return int(value)
+
+
 @dataclass
 class ImageEntry:
     image: str
@@ -65,12 +72,18 @@ class ImageEntry:
     sw: int
     masks: list[str]            # pixel-level mask PNGs (any category)
     image_labels: list[int]     # image-level labels (scene, texture): they cover the whole image
+    row: int = 0                # line in index.csv (for error messages)
 
 
 class Broden:
-    """The metadata of a Broden folder: categories, labels with their primary category, images."""
+    """The metadata of a Broden folder: categories, labels with their primary category, images.
 
-    def __init__(self, root: str | Path, categories: list[str] | None = None):
+    `ties`: which category a label belongs to when two cover it equally ("first" listed, or "last" as
+    NetDissect-Lite's max((coverage, index)) does; Lite also puts labels listed in no category into the
+    last one). `drop_unlabelled`: leave out images with no label in the chosen categories (Lite)."""
+
+    def __init__(self, root: str | Path, categories: list[str] | None = None, ties: str = "first",
+                 drop_unlabelled: bool = False):
         self.root = Path(root)
         cat_rows = _read_csv(self.root / "category.csv")
         if not cat_rows:
@@ -83,27 +96,38 @@ class Broden:
         if unknown:
             raise BrodenFormatError(f"dissect.categories: {unknown} not in {self.root / 'category.csv'}; "
                                     f"valid: {available}")
+        if ties not in ("first", "last"):
+            raise ValueError(f"ties: {ties!r}; valid: ['first', 'last']")
         self.categories = list(categories)
 
-        label_rows = _read_csv(self.root / "label.csv")
-        _need(label_rows[0], ["number", "name"], self.root / "label.csv")
-        size = max(int(r["number"]) for r in label_rows) + 1
+        label_path = self.root / "label.csv"
+        label_rows = _read_csv(label_path)
+        _need(label_rows[0], ["number", "name"], label_path)
+        numbers = [_integer(r, "number", label_path, row) for row, r in enumerate(label_rows, start=2)]
+        size = max(numbers) + 1
         self.names = ["-"] * size
-        for r in label_rows:
-            self.names[int(r["number"])] = r["name"]
+        for number, r in zip(numbers, label_rows):
+            self.names[number] = r["name"]
+        self.listed = np.zeros(size, dtype=bool)
+        self.listed[numbers] = True
+        self.listed[0] = False
 
         # primary category of a label: the category where its coverage is highest (c_<cat>.csv)
         coverage = np.zeros((size, len(self.categories)))
         self.in_category = np.zeros((size, len(self.categories)), dtype=bool)
         for c, cat in enumerate(self.categories):
             path = self.root / f"c_{cat}.csv"
-            for r in _read_csv(path):
+            for row, r in enumerate(_read_csv(path), start=2):
                 _need(r, ["number", "coverage"], path)
-                number = int(r["number"])
+                number = _integer(r, "number", path, row)
                 if 0 < number < size:
                     coverage[number, c] = float(r["coverage"])
                     self.in_category[number, c] = True
-        self.primary = np.where(self.in_category.any(1), coverage.argmax(1), -1)  # -1: unused label
+        if ties == "first":
+            self.primary = np.where(self.in_category.any(1), coverage.argmax(1), -1)  # -1: unused label
+        else:
+            self.primary = len(self.categories) - 1 - coverage[:, ::-1].argmax(1)
+            self.primary[0] = -1
 
         index_path = self.root / "index.csv"
         rows = _read_csv(index_path)
@@ -111,16 +135,27 @@ class Broden:
             raise BrodenFormatError(f"{index_path} lists no images")
         _need(rows[0], list(META_COLUMNS) + self.categories, index_path)
         self.images = []
-        for r in rows:
+        for row, r in enumerate(rows, start=2):
+            if None in r or None in r.values():
+                fields = len(r) - list(r.values()).count(None) + len(r.get(None, [])) - (None in r)
+                raise BrodenFormatError(f"{index_path} row {row}: {fields} fields where the header has "
+                                        f"{len(r) - (None in r)}")
             masks, image_labels = [], []
             for cat in self.categories:
                 for item in filter(None, (r[cat] or "").split(";")):
                     if re.fullmatch(r"\d+", item):
+                        if not (int(item) < size and self.listed[int(item)]):
+                            raise BrodenFormatError(f"{index_path} row {row}, column {cat}: label {item} is not "
+                                                    f"listed in {label_path}")
                         image_labels.append(int(item))
                     else:
                         masks.append(item)
-            self.images.append(ImageEntry(r["image"], r["split"], int(r["ih"]), int(r["iw"]),
-                                          int(r["sh"]), int(r["sw"]), masks, image_labels))
+            if drop_unlabelled and not masks and not image_labels:
+                continue
+            self.images.append(ImageEntry(r["image"], r["split"], *(_integer(r, k, index_path, row) for k in
+                                                                     ("ih", "iw", "sh", "sw")), masks, image_labels, row))
+        if not self.images:
+            raise BrodenFormatError(f"{index_path}: no image has a label in the categories {self.categories}")
         shapes = {(e.sh, e.sw) for e in self.images}
         if len(shapes) != 1:
             raise BrodenFormatError(f"{index_path}: segmentation sizes differ {sorted(shapes)[:4]}; "
@@ -161,7 +196,14 @@ class Broden:
             if rgb.shape[:2] != (entry.sh, entry.sw):
                 raise BrodenFormatError(f"{name}: mask is {rgb.shape[:2]}, index.csv says "
                                         f"{(entry.sh, entry.sw)}")
-            planes.append(decode_mask(rgb))
+            decoded = decode_mask(rgb)
+            found = np.unique(decoded)
+            bad = found[(found >= len(self.listed)) | ~self.listed[np.minimum(found, len(self.listed) - 1)]]
+            bad = bad[bad > 0]
+            if len(bad):
+                raise BrodenFormatError(f"{self.root / 'images' / name} (index.csv row {entry.row}): label "
+                                        f"number(s) {bad[:5].tolist()} are not listed in label.csv")
+            planes.append(decoded)
         planes += [np.full((entry.sh, entry.sw), label, dtype=np.int32) for label in entry.image_labels]
         if not planes:
             return torch.zeros((0, entry.sh, entry.sw), dtype=torch.int32)
