@@ -9,7 +9,7 @@ from conftest import REPO
 SRC = REPO / "src" / "reglens"
 BASE = {"reglens", "reglens.io", "reglens.device"}
 REPORTING = {"reglens.aggregate", "reglens.plots", "reglens.report", "reglens.readme"}
-TOP = {"reglens.config", "reglens.__main__", "reglens.cli", "reglens.plan"}
+TOP = {"reglens.config", "reglens.__main__", "reglens.cli", "reglens.plan", "reglens.status"}
 
 
 def module_name(path: Path) -> str:

@@ -1,5 +1,7 @@
 """The tiny study on a real single-node SLURM cluster through `--profile slurm`: a training job
-cancelled mid-run resumes from its checkpoint on retry, and one deleted cell is rebuilt by its path.
+cancelled mid-run resumes from its checkpoint on retry; a cell's metrics equal a local run's; the cheap
+rules never reach the queue; one deleted cell is rebuilt by its path; a failing cell is listed with its
+log by `python -m reglens status`.
 
 Runs only when asked (REGLENS_TEST_SLURM=1, as .ci/run sets it), as root, with Debian's slurm and
 munge packages. The cluster is private to a temporary folder (tests/slurm/cluster.sh): its own
@@ -24,6 +26,7 @@ from reglens.train import train
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TINY = {
+    "torch_threads": 2,
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
     "robustness": {"n_images": 100, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.0, 0.1], "pgd_steps": [2],
                    "boundary": {"images": 1, "resolution": 5}, "pca_images": 20},
@@ -57,11 +60,11 @@ def cluster(tmp_path_factory):
         subprocess.run(["bash", str(CLUSTER), "stop", str(folder)], timeout=60)
 
 
-def command(workdir, *targets):
+def command(workdir, *targets, configfile="tiny.yaml"):
     # literally `--profile slurm` from the repository root; squeue for status (no accounting here)
     return [sys.executable, "-m", "snakemake", "--profile", "slurm", *targets,
             "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(workdir / "tiny.yaml"), "--slurm-status-command", "squeue",
+            "--configfile", str(workdir / configfile), "--slurm-status-command", "squeue",
             "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5",
             "--slurm-keep-successful-logs"]
 
@@ -95,10 +98,10 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
 
     metrics = json.loads((cell / "metrics.json").read_text())
     assert metrics["resumed_from_epoch"] >= 3  # the retry continued from the checkpoint
+    assert metrics["provenance"]["torch_threads"] == TINY["torch_threads"]  # from the config, not the node
     digits = load_dataset(tmp_path / "resources" / "data" / "digits.pt")
-    # CPU float sums depend on the thread count: compare at the job's (recorded in its provenance)
     threads = torch.get_num_threads()
-    torch.set_num_threads(metrics["provenance"]["torch_threads"])
+    torch.set_num_threads(TINY["torch_threads"])
     try:
         ref = train(digits, "simplecnn", regularizers.build("none", TINY["regularizers"]),
                     TINY["studies"]["tiny"]["train"], TINY["studies"]["tiny"]["model"], seed=0, device="cpu")
@@ -115,6 +118,22 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
         ran = set(re.findall(r"^\s*(?:local)?rule (\w+):", log.read_text(), flags=re.M))
         assert ran == {"explain", "actmax", "attack", "diagnose", "dissect"}, log.read_text()[-3000:]
     assert list((tmp_path / "logs" / "slurm").rglob("*.log"))  # SLURM logs are kept where documented
+    submitted = {p.name.removeprefix("rule_") for p in (tmp_path / "logs" / "slurm").glob("rule_*")}
+    assert "train" in submitted and not submitted & {"aggregate", "draw_figures", "report", "roar_score"}
+
+    # the same cell run locally with another --cores gives identical metrics
+    local = tmp_path / "local"
+    local.mkdir()
+    shutil.copy(tmp_path / "tiny.yaml", local / "tiny.yaml")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "results/tiny/simplecnn/l2/seed0/metrics.json",
+                          "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(local),
+                          "--configfile", str(local / "tiny.yaml")], cwd=REPO, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    on_slurm = json.loads((tmp_path / "results" / "tiny" / "simplecnn" / "l2" / "seed0" / "metrics.json").read_text())
+    here = json.loads((local / "results" / "tiny" / "simplecnn" / "l2" / "seed0" / "metrics.json").read_text())
+    for key in ("test_loss", "train_loss", "test_acc"):
+        assert on_slurm[key] == here[key], key
 
     # rebuild one deleted cell by its path; the other cell stays untouched
     other = cell / "model.pt"
@@ -129,3 +148,19 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
     new = json.loads((target / "metrics.json").read_text())
     assert new["test_loss"] == pytest.approx(old["test_loss"], rel=1e-6)
     assert other.stat().st_mtime_ns == before
+
+
+def test_status_lists_a_failing_cell_and_its_log(cluster, tmp_path):
+    broken = {**TINY, "studies": {"broken": {**TINY["studies"]["tiny"], "regularizers": ["none"],
+                                             "train": {"epochs": 3, "lr": 1e12, "batch_size": 64}}}}
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
+    target = "results/broken/simplecnn/none/seed0/metrics.json"
+    run = subprocess.run(command(tmp_path, target, configfile="broken.yaml"), cwd=REPO, capture_output=True,
+                         text=True, timeout=900, env=cluster)
+    assert run.returncode != 0
+    status = subprocess.run([sys.executable, "-m", "reglens", "status", "--configfile", str(tmp_path / "broken.yaml"),
+                             "--root", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert status.returncode == 1
+    log = tmp_path / "logs" / "train" / "broken" / "simplecnn" / "none" / "seed0.log"
+    assert f"FAILED broken/simplecnn/none/seed0 train: {log}" in status.stdout, status.stdout
+    assert "NonFiniteLoss" in status.stdout and f"rerun: snakemake {target}" in status.stdout

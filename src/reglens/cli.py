@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reglens import config, plan, readme
+from reglens import config, plan, readme, status
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -30,6 +30,15 @@ def check_config(paths: list[str]) -> int:
     return 0
 
 
+def print_status(paths: list[str], root: Path) -> int:
+    merged: dict = {}
+    for path in paths:
+        merged = _merge(merged, config.load_yaml(path))
+    rows = status.cell_status(config.validate(merged), root)
+    print(status.render(rows))
+    return 1 if any(r["state"] == "failed" for r in rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reglens", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,7 +53,13 @@ def main(argv: list[str] | None = None) -> int:
                                                "from results/tables")
     regen.add_argument("pages", nargs="*", help="default: README.md and docs/*.md")
     regen.add_argument("--tables", default="results/tables")
+    view = commands.add_parser("status", help="per cell and stage: done, missing or failed (with its log), "
+                                              "from the files and logs alone")
+    view.add_argument("--configfile", nargs="+", default=[str(config.SCHEMA_PATH.parents[2] / "config" / "demo.yaml")])
+    view.add_argument("--root", default=".", help="the run's folder (holding results/ and logs/)")
     args = parser.parse_args(argv)
+    if args.command == "status":
+        return print_status(args.configfile, Path(args.root))
     if args.command == "readme":
         for page in args.pages or ["README.md", *sorted(str(p) for p in Path("docs").glob("*.md"))]:
             done = readme.regenerate(page, args.tables)

@@ -96,6 +96,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_message(e) for e in errors[:10]))
     cfg.setdefault("device", "auto")
+    cfg.setdefault("torch_threads", 1)
     cfg.setdefault("partial", False)
     cfg.setdefault("data", {})
     cfg["data"].setdefault("root", "resources")

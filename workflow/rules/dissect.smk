@@ -34,7 +34,7 @@ rule dissect:
         cfg={k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")},
     log:
         "logs/dissect/{study}/{arch}/{reg}/seed{seed}.log",
-    threads: 1
+    threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
     script:

@@ -7,6 +7,12 @@ import reglens.stats
 
 TABLES = "results/tables"
 
+localrules:  # seconds of work: on a cluster they run on the submitting node, never in the queue
+    aggregate,
+    draw_figures,
+    report,
+    figures,
+
 
 rule aggregate:
     input:

@@ -4,6 +4,9 @@
 # ROAD for every cell: its own model on imputed images, no retraining.
 ROAR_DIR = f"{CELL_DIR}/roar"
 
+localrules:
+    roar_score,
+
 
 wildcard_constraints:
     method=r"[a-z_]+",
@@ -20,7 +23,7 @@ rule roar_rank:
         cfg={key: ROAR[key] for key in ("batch_size", "options")},
     log:
         "logs/roar_rank/{study}/{arch}/{reg}/seed{seed}/{method}.log",
-    threads: 1
+    threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
     script:
@@ -37,7 +40,7 @@ rule roar_baseline:
         cfg=roar_settings(),
     log:
         "logs/roar_baseline/{study}/{learner}.log",
-    threads: 1
+    threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
     script:
@@ -55,7 +58,8 @@ rule roar_retrain:
         cfg=roar_settings(),
     log:
         "logs/roar_retrain/{study}/{arch}/{reg}/seed{seed}/{method}.log",
-    threads: 1
+    threads: config["torch_threads"]
+    retries: RESUMABLE_RETRIES
     conda:
         "../envs/reglens.yaml"
     script:
@@ -90,7 +94,7 @@ rule road:
         cfg={key: value for key, value in CFG["road"].items() if key != "enabled"},
     log:
         "logs/road/{study}/{arch}/{reg}/seed{seed}.log",
-    threads: 1
+    threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
     script:

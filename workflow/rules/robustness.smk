@@ -12,7 +12,7 @@ rule attack:
         cfg=CFG["robustness"],
     log:
         "logs/attack/{study}/{arch}/{reg}/seed{seed}.log",
-    threads: 1
+    threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
     script:
@@ -35,7 +35,7 @@ rule diagnose:
         cfg=CFG["robustness"],
     log:
         "logs/diagnose/{study}/{arch}/{reg}/seed{seed}.log",
-    threads: 1
+    threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
     script:

@@ -12,7 +12,8 @@ rule train:
         run=train_params,
     log:
         "logs/train/{study}/{arch}/{reg}/seed{seed}.log",
-    threads: 1
+    threads: config["torch_threads"]
+    retries: RESUMABLE_RETRIES
     conda:
         "../envs/reglens.yaml"
     script:

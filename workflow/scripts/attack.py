@@ -1,6 +1,6 @@
 from reglens.stages.common import job
 from reglens.stages.robustness import run_attacks
 
-with job(snakemake.log[0], snakemake.threads):
+with job(snakemake.log[0], snakemake.config["torch_threads"]):
     run_attacks(snakemake.input.model, snakemake.input.data, snakemake.output.attacks, snakemake.params.cfg,
                 snakemake.config["device"])

@@ -1,7 +1,7 @@
 from reglens.stages.common import job
 from reglens.stages.dissect import run_dissect
 
-with job(snakemake.log[0], snakemake.threads):
+with job(snakemake.log[0], snakemake.config["torch_threads"]):
     cfg = {**snakemake.params.cfg, "workers": min(snakemake.params.cfg["workers"], snakemake.threads)}
     out_dir = snakemake.output.summary.rsplit("/", 1)[0]
     summary = run_dissect(snakemake.input.model, snakemake.input.broden, out_dir, cfg, snakemake.config["device"])

@@ -1,7 +1,7 @@
 from reglens.stages.common import job
 from reglens.stages.train import run_cell
 
-with job(snakemake.log[0], snakemake.threads):
+with job(snakemake.log[0], snakemake.config["torch_threads"]):
     run = snakemake.params.run
     metrics = run_cell(snakemake.input.data, snakemake.output.metrics.rsplit("/", 1)[0], run["cell"],
                        run["regularizer"], run["train"], run["model"], snakemake.config["device"])
