@@ -19,9 +19,10 @@ except reglens_config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 config["device"] = CFG["device"]  # read by the scripts, not a param: moving to a GPU reruns nothing
 config["torch_threads"] = CFG["torch_threads"]  # likewise; the same on SLURM and locally
-# Only the checkpointed rules (train, roar_retrain) are retried, and only on a cluster, where a job can
-# hit its time limit (it then resumes, with more time); any other failure is deterministic.
-RESUMABLE_RETRIES = 2 if workflow.non_local_exec else 0
+# Only the checkpointed rules (train, roar_retrain) are retried: a job that hit its time limit resumes,
+# with more time; any other rule's failure is deterministic. (The executor is not known while the
+# Snakefile is read, so this holds for local runs too, where a retry resumes from the checkpoint.)
+RESUMABLE_RETRIES = 2
 
 CELLS = reglens_config.cells(CFG)
 DATA_ROOT = CFG["data"]["root"]
