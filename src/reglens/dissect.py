@@ -131,7 +131,8 @@ class BatchLabels:
 
     def __init__(self, planes: torch.Tensor, label_category: torch.Tensor, per_plane: bool):
         planes = planes.long()
-        if not per_plane:  # a pixel counts once per label, however many planes carry it
+        if not per_plane:
+            planes = planes.clone()  # cleared in place below; never the caller's tensor  # a pixel counts once per label, however many planes carry it
             for k in range(1, planes.shape[1]):
                 repeated = (planes[:, :k] == planes[:, k:k + 1]).any(1)
                 planes[:, k] = torch.where(repeated, 0, planes[:, k])
