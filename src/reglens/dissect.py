@@ -15,6 +15,7 @@ activated pixels with `bincount`, so its cost grows with the activated pixels, n
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -230,6 +231,12 @@ class _Axis:
         self.tile_rows = torch.where(rows <= self.tile_last.unsqueeze(1), rows, -1)   # (tiles, tile)
 
 
+@functools.lru_cache(maxsize=64)
+def _axis(out: int, size: int, tile: int, device: torch.device, size_after: int) -> _Axis:
+    """Built once per layer shape, not per batch (on a GPU each build would wait for the device)."""
+    return _Axis(out, size, tile, device, size_after)
+
+
 def _bilinear(maps, pair, y, x, rows: _Axis, cols: _Axis):
     """Upsampled values at output pixels (y, x) of maps[pair] (pairs, h, w), in float64; flat 1-D
     gathers, which are several times faster than multi-tensor indexing on the CPU."""
@@ -253,7 +260,7 @@ def activated_pixels(features: torch.Tensor, thresholds: torch.Tensor, shape, ch
     sh, sw = shape
     h, w = features.shape[2:]
     device = features.device
-    rows, cols = _Axis(sh, h, tile, device, w), _Axis(sw, w, tile, device)
+    rows, cols = _axis(sh, h, tile, device, w), _axis(sw, w, tile, device, 1)
     up_row = (torch.arange(h, device=device) + 1).clamp_max(h - 1)
     left_col = (torch.arange(w, device=device) + 1).clamp_max(w - 1)
     thr = thresholds.double()
