@@ -114,3 +114,25 @@ def test_readme_blocks_are_drawn_from_the_tables(tmp_path):
     assert readme.regenerate(page, tables) == ["roar"]
     assert page.read_text() == "intro\n<!-- generated:roar -->\n" + text + "\n<!-- end:roar -->\nrest\n"
     assert readme.regenerate(page, tables) == ["roar"] and page.read_text().count(text) == 1  # idempotent
+
+
+def test_readme_quality_block_counts_what_did_not_converge():
+    from reglens import readme
+
+    rows = []
+    for reg, seed, median, worst, above, steps, least, below in (
+            ("none", 0, 0.004, 0.14, 0.02, 512, 1.3, 0), ("none", 1, 0.002, 0.009, 0.0, 128, 0.9, 1),
+            ("l2", 0, 0.006, 0.01, 0.0, 64, 1.5, 0)):
+        for metric, value in (("integrated_gradients_completeness_median", median),
+                              ("integrated_gradients_completeness_max", worst),
+                              ("integrated_gradients_completeness_above_tolerance", above),
+                              ("integrated_gradients_steps_max", steps), ("actmax_ratio_min", least),
+                              ("actmax_below_data", below)):
+            rows.append({"study": "s", "dataset": "d", "arch": "a", "reg": reg, "seed": seed, "stage": "explain",
+                         "metric": metric, "value": value})
+    text = readme.quality(pd.DataFrame(rows))
+    assert f"median completeness error of {100 * np.median([0.004, 0.002, 0.006]):.2f}%" in text
+    assert "worst image in any cell: 14.00%" in text and f"{100 * np.mean([0.02, 0, 0]):.1f}% of images" in text
+    assert "1 cells needed 512 steps" in text
+    assert "every objective but 1 across 3 cells (least ratio 0.90×)" in text
+    assert "| none | 2 | 0.003 ± " in text  # mean of the two seeds' medians, with its interval

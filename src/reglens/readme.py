@@ -112,10 +112,15 @@ def quality(tidy: pd.DataFrame) -> str:
     sentences = []
     ig = tidy[tidy.metric == "integrated_gradients_completeness_median"].value
     worst = tidy[tidy.metric == "integrated_gradients_completeness_max"].value
+    above = tidy[tidy.metric == "integrated_gradients_completeness_above_tolerance"].value
+    capped = tidy[tidy.metric == "integrated_gradients_steps_max"].value
     if len(ig):
         sentences.append(f"Integrated Gradients (adaptive steps) reached a median completeness error of "
                          f"{100 * ig.median():.2f}% of |f(x) − f(baseline)| over {len(ig)} cells (worst image in any cell: "
-                         f"{100 * worst.max():.2f}%).")
+                         f"{100 * worst.max():.2f}%); {100 * above.mean():.1f}% of images stayed above the tolerance, and "
+                         f"{int((capped >= capped.max()).sum())} cells needed {int(capped.max())} steps for some image "
+                         "(the cap: `explain.options.ig_max_steps`); an image still above the tolerance there is "
+                         "counted in `integrated_gradients_completeness_above_tolerance`, not dropped.")
     ratio = tidy[tidy.metric == "actmax_ratio_min"].value
     below = tidy[tidy.metric == "actmax_below_data"].value
     if len(ratio):
