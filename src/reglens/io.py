@@ -79,9 +79,10 @@ def _record(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
+def atomic_path(path: str | os.PathLike, record: bool = True):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds, then
-    record the file's integrity. A full disk fails naming the file, the free space and the fix."""
+    record the file's integrity (`record`: outputs of jobs, not tracked sources such as README.md,
+    whose integrity git keeps). A full disk fails naming the file, the free space and the fix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -101,7 +102,8 @@ def atomic_path(path: str | os.PathLike):
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         sidecar(path).unlink(missing_ok=True)  # a crash from here on leaves a file without a record
         os.replace(tmp, path)
-        _record(path)
+        if record:
+            _record(path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

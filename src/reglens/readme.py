@@ -145,6 +145,6 @@ def regenerate(readme: str | Path, tables: str | Path) -> list[str]:
             block = make(tables)
             text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
             done.append(name)
-    with atomic_path(readme) as tmp:
+    with atomic_path(readme, record=False) as tmp:
         tmp.write_text(text)
     return done
