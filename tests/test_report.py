@@ -1,4 +1,6 @@
 """Statistics across seeds against SciPy and hand-computed values; the HTML report."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,14 +19,82 @@ def tidy_frame(values: dict, metric="gini", stage="explain"):
     return pd.DataFrame(rows)
 
 
-def test_summary_mean_and_t_interval_match_scipy():
-    vals = [0.9, 0.92, 0.95, 0.91, 0.97]
+def test_summary_bootstrap_interval_matches_scipy_and_stays_in_range():
+    vals = [0.9, 0.92, 0.95, 0.91, 0.97, 0.88, 0.93, 0.99]
     s = reglens_stats.summarize(tidy_frame({"none": vals})).iloc[0]
-    lo, hi = stats.t.interval(0.95, len(vals) - 1, loc=np.mean(vals), scale=stats.sem(vals))
-    assert s["mean"] == pytest.approx(np.mean(vals)) and s["n"] == 5
-    assert s.ci_low == pytest.approx(lo) and s.ci_high == pytest.approx(hi)
-    single = reglens_stats.summarize(tidy_frame({"none": [0.5]})).iloc[0]
-    assert np.isnan(single.ci_low)
+    ref = stats.bootstrap((np.array(vals),), np.mean, method="percentile", n_resamples=20000,
+                          confidence_level=0.95, random_state=0).confidence_interval
+    sem = stats.sem(vals)
+    assert s["mean"] == pytest.approx(np.mean(vals)) and s["n"] == 8 and (s["min"], s["max"]) == (0.88, 0.99)
+    assert abs(s.ci_low - ref.low) < 0.1 * sem and abs(s.ci_high - ref.high) < 0.1 * sem  # Monte Carlo error only
+    assert reglens_stats.bootstrap_interval(vals) == reglens_stats.bootstrap_interval(vals)  # seeded
+    # an accuracy at the top of its range: a t-interval would pass 1, the bootstrap cannot
+    top = [1.0, 1.0, 0.98, 1.0, 1.0]
+    assert stats.t.interval(0.95, 4, loc=np.mean(top), scale=stats.sem(top))[1] > 1
+    lo, hi = reglens_stats.bootstrap_interval(top)
+    assert 0.98 <= lo <= hi <= 1.0
+    for n in (1, 2):  # fewer than 3 seeds: no interval, the seeds are reported instead
+        assert np.isnan(reglens_stats.summarize(tidy_frame({"none": vals[:n]})).iloc[0].ci_low)
+
+
+def test_every_metric_of_a_run_has_a_known_range():
+    from reglens import measures
+
+    for metric, lo, hi in (("test_acc", 0, 1), ("pgd10_linf_acc@0.1", 0, 1), ("saliency_gini", 0, 1),
+                           ("saliency_mprt_all_layers", -1, 1), ("roar_score_saliency", -1, 1), ("ece", 0, 1),
+                           ("nll", 0, np.inf), ("dissect_unique_concepts", 0, np.inf),
+                           ("dissect_detector_fraction", 0, 1), ("road_morf_auc_saliency", 0, 1)):
+        assert measures.bounds(metric) == (lo, hi), metric
+
+
+def test_scorecard_planted_effects_against_scipy():
+    from reglens import measures
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.8, 0.02, 5)
+    acc = tidy_frame({"none": base, "up": base + 0.05 + rng.normal(0, 0.002, 5), "flat": base + rng.normal(0, 0.01, 5)},
+                     metric="test_acc", stage="train")
+    ece_base = rng.uniform(0.02, 0.04, 5)
+    ece = tidy_frame({"none": ece_base, "up": ece_base + 0.1, "flat": ece_base}, metric="ece", stage="calibration")
+    # a per-method measure: the scorecard averages the methods, leaving out the random baseline
+    gini = pd.concat([tidy_frame({"none": [0.4] * 5, "up": [0.6] * 5, "flat": [0.4] * 5}, metric=f"{m}_gini")
+                      for m in ("saliency", "gradcam")]
+                     + [tidy_frame({"none": [0.0] * 5, "up": [0.9] * 5, "flat": [0.0] * 5}, metric="random_gini")])
+    card = reglens_stats.scorecard(pd.concat([acc, ece, gini])).set_index(["reg", "measure"])
+    up = card.loc[("up", "test_acc")]
+    diff = acc[acc.reg == "up"].value.to_numpy() - base
+    assert up.mean_diff == pytest.approx(diff.mean()) and up.n_pairs == 5
+    assert up.p_value == pytest.approx(stats.ttest_rel(base + diff, base).pvalue)
+    assert up.effect == pytest.approx(diff.mean() / acc.value.std(ddof=1)) and up.gain > 0
+    assert card.loc[("up", "ece")].gain < 0  # ECE rose: worse, though the difference is positive
+    assert card.loc[("up", "gini")].mean_diff == pytest.approx(0.2)  # random_gini left out
+    assert np.isnan(card.loc[("flat", "ece")].p_value)  # identical seeds: the t statistic is undefined
+    ps = card.p_value.tolist()
+    assert card.p_holm.tolist() == pytest.approx(reglens_stats.holm(ps), nan_ok=True)  # one panel: one family
+    assert bool(card.loc[("up", "test_acc")].significant) and measures.by_name("ece").better == -1
+
+
+def test_agreement_matches_scipy_and_its_interval_covers_the_population_value():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12)
+    rows = [{"study": "s", "dataset": "d", "arch": "a", "reg": f"r{i}", "seed": 0, "stage": st, "metric": m, "value": v}
+            for i in range(12) for st, m, v in (("road", "road_score_saliency", x[i]),
+                                                ("boundary", "tv_isotropic_random", -x[i] + 0.3 * rng.normal()),
+                                                ("dissect", "dissect_unique_concepts", 3.0))]
+    table = reglens_stats.agreement(pd.DataFrame(rows)).set_index(["measure_a", "measure_b"])
+    tidy = pd.DataFrame(rows).pivot_table(index="reg", columns="metric", values="value")
+    pair = table.loc[("road_score_saliency", "tv_isotropic_random")]
+    assert pair.rho == pytest.approx(stats.spearmanr(tidy.road_score_saliency, tidy.tv_isotropic_random).statistic)
+    assert pair.n_cells == 12 and pair.ci_high < 0
+    assert not table.loc[("dissect_unique_concepts", "road_score_saliency")].defined  # constant: undefined, flagged
+    # coverage: bivariate normal with rho = 0.6 has Spearman 6/pi * asin(0.3); about 95% of intervals hold it
+    truth = 6 / np.pi * np.arcsin(0.3)
+    hits = 0
+    for _ in range(300):
+        z = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], size=40)
+        lo, hi = reglens_stats.spearman_interval(stats.spearmanr(z[:, 0], z[:, 1]).statistic, 40)
+        hits += lo <= truth <= hi
+    assert 0.91 <= hits / 300 <= 0.985
 
 
 def test_holm_hand_computed():
@@ -59,31 +129,50 @@ def test_ranking_orders_by_mean_and_reports_the_accuracy_cost():
     assert best.reg == "l2" and best.accuracy_vs_none == pytest.approx(-0.05)
 
 
-def test_report_is_self_contained_and_names_the_significant_change(tmp_path):
+def write_tables(tidy, tables):
+    tables.mkdir(exist_ok=True)
+    summary = reglens_stats.summarize(tidy)
+    tidy.to_csv(tables / "metrics.csv", index=False)
+    summary.to_csv(tables / "summary.csv", index=False)
+    reglens_stats.compare_to_baseline(tidy).to_csv(tables / "comparisons.csv", index=False)
+    reglens_stats.ranking(summary).to_csv(tables / "ranking.csv", index=False)
+    reglens_stats.scorecard(tidy).to_csv(tables / "scorecard.csv", index=False)
+    reglens_stats.agreement(tidy).to_csv(tables / "agreement.csv", index=False)
+    pd.DataFrame(columns=aggregate.KEYS + ["stage", "file"]).to_csv(tables / "missing.csv", index=False)
+
+
+def test_report_is_self_contained_ordered_by_question_and_names_the_significant_change(tmp_path):
     import matplotlib.pyplot as plt
 
     rng = np.random.default_rng(1)
     base = rng.normal(0.5, 0.05, 5)
-    tidy = pd.concat([tidy_frame({"none": base, "jacobian": base + 0.3 + rng.normal(0, 0.01, 5)}),
+    tidy = pd.concat([tidy_frame({"none": base, "jacobian": base + 0.3 + rng.normal(0, 0.01, 5)}, metric="saliency_gini"),
                       tidy_frame({"none": [0.9] * 5, "jacobian": [0.88] * 5}, metric="test_acc", stage="train")])
-    tables = tmp_path / "tables"
-    tables.mkdir()
-    summary = reglens_stats.summarize(tidy)
-    summary.to_csv(tables / "summary.csv", index=False)
-    reglens_stats.compare_to_baseline(tidy).to_csv(tables / "comparisons.csv", index=False)
-    reglens_stats.ranking(summary).to_csv(tables / "ranking.csv", index=False)
-    pd.DataFrame(columns=aggregate.KEYS + ["stage", "file"]).to_csv(tables / "missing.csv", index=False)
+    write_tables(tidy, tmp_path / "tables")
     figures = tmp_path / "figures"
     figures.mkdir()
-    fig, ax = plt.subplots()
-    ax.plot([0, 1])
-    fig.savefig(figures / "line.png")
+    for name in ("line", "test_acc", "gini", "scorecard", "agreement_s"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1])
+        fig.savefig(figures / f"{name}.png")
+        plt.close(fig)
     out = tmp_path / "report.html"
-    report.build(tables, figures, {"studies": {"s": {}}}, out)
+    report.build(tmp_path / "tables", figures, {"studies": {"s": {}}}, out)
     html = out.read_text()
     assert 'src="data:image/png;base64,' in html and 'src="http' not in html
-    assert "jacobian raised gini by +0.3" in html
+    assert "jacobian raised saliency_gini by +0.3" in html
     assert "None: every configured cell and stage is present." in html
+    sections = re.findall(r'<h2 id="(\w+)"', html)
+    assert sections[:2] == ["scorecard", "findings"] and sections.index("accuracy") < sections.index("where") \
+        < sections.index("what") < sections.index("agreement") < sections.index("other") < sections.index("cells")
+    assert html.index('alt="test_acc"') < html.index('id="robustness"') < html.index('alt="gini"') \
+        < html.index('id="what"') < html.index('alt="line"')  # figures under their question; unknown ones last
+    assert "0.88 [0.88, 0.88]" in html and "fewer than 3 seeds" not in html  # 5 seeds: mean [interval]
+    two = tidy[tidy.seed < 2]
+    write_tables(two, tmp_path / "tables")
+    report.build(tmp_path / "tables", figures, {}, out)
+    html = out.read_text()
+    assert "rests on fewer than 3 seeds" in html and "0.88 / 0.88" in html  # 2 seeds: both values, no interval
 
 
 def test_readme_blocks_are_drawn_from_the_tables(tmp_path):
@@ -99,12 +188,12 @@ def test_readme_blocks_are_drawn_from_the_tables(tmp_path):
                             for r in ("none", "l2") for m in ("random", "saliency")])
     text = readme.roar(curves, leakage)
     assert "| l2/seed0 | saliency | 0.400 (underfit) |" in text  # one fitted run: its value, the other flagged
-    assert "| none/seed0 | saliency | 0.400 ± 0.000 |" in text
+    assert "| none/seed0 | saliency | 0.400 / 0.400 |" in text  # two retrain seeds: both values, no interval
     assert "1 of 8 retrains did not fit" in text and "saliency leaves the learner the least (0.400" in text
     assert "do not support a claim" in text
-    mean, half, n = readme.mean_ci([0.9, 0.92, 0.95, float("nan")])
-    lo, hi = stats.t.interval(0.95, 2, loc=np.mean([0.9, 0.92, 0.95]), scale=stats.sem([0.9, 0.92, 0.95]))
-    assert n == 3 and half == pytest.approx((hi - lo) / 2) and mean == pytest.approx(np.mean([0.9, 0.92, 0.95]))
+    lo, hi = reglens_stats.bootstrap_interval([0.9, 0.92, 0.95])
+    assert readme.describe([0.9, 0.92, 0.95, float("nan")]) == f"0.923 [{lo:.3f}, {hi:.3f}]"
+    assert readme.describe([0.9, float("nan"), 0.95]) == "0.900 / 0.950"
     page = tmp_path / "README.md"
     page.write_text("intro\n<!-- generated:roar -->\nold\n<!-- end:roar -->\nrest\n")
     tables = tmp_path / "tables"
@@ -135,4 +224,4 @@ def test_readme_quality_block_counts_what_did_not_converge():
     assert "worst image in any cell: 14.00%" in text and f"{100 * np.mean([0.02, 0, 0]):.1f}% of images" in text
     assert "1 cells needed 512 steps" in text
     assert "every objective but 1 across 3 cells (least ratio 0.90×)" in text
-    assert "| none | 2 | 0.003 ± " in text  # mean of the two seeds' medians, with its interval
+    assert "| s / a | none | 2 | 0.004 / 0.002 |" in text  # two seeds: each seed's median, in seed order

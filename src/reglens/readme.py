@@ -3,32 +3,26 @@ sentence about results between `<!-- generated:NAME -->` and `<!-- end:NAME -->`
 tables of a run, with its number of seeds and an interval, never typed by hand."""
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from reglens import stats
 from reglens.io import atomic_path, read_csv
 
 
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, int]:
-    """Mean, half-width of the Student-t interval (NaN for one value) and the count of finite values."""
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return float("nan"), float("nan"), 0
-    if len(v) == 1:
-        return float(v[0]), float("nan"), 1
-    half = stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return float(v.mean()), float(half), len(v)
-
-
-def fmt(mean: float, half: float, digits: int = 3) -> str:
-    if not np.isfinite(mean):
+def describe(values, digits: int = 3) -> str:
+    """Finite values as text: each value (a / b) when fewer than 3, else the mean and its percentile
+    bootstrap 95% interval, which stays inside the values' range."""
+    v = [float(x) for x in values if np.isfinite(x)]
+    if not v:
         return "–"
-    return f"{mean:.{digits}f}" if not np.isfinite(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    if len(v) < stats.MIN_SEEDS_FOR_INTERVAL:
+        return " / ".join(f"{x:.{digits}f}" for x in v)
+    lo, hi = stats.bootstrap_interval(v)
+    return f"{np.mean(v):.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 HEADLINE = [("test_acc", "test acc"), ("fgsm_linf_acc@0.1", "FGSM acc ε=0.1"), ("pgd10_linf_acc@0.1", "PGD-10 acc ε=0.1"),
@@ -38,23 +32,22 @@ HEADLINE = [("test_acc", "test acc"), ("fgsm_linf_acc@0.1", "FGSM acc ε=0.1"), 
 
 
 def headline(tidy: pd.DataFrame, columns=HEADLINE) -> str:
-    """Per regularizer: each measure's mean over seeds ± the 95% t-interval's half-width."""
+    """Per study, architecture and regularizer: each measure over seeds (`describe`, seeds in order);
+    measures a study does not have are left out of its rows (–)."""
     present = [(m, t) for m, t in columns if m in set(tidy.metric)]
-    regs = sorted(tidy.reg.unique(), key=lambda r: (r != "none", r))
-    seeds = tidy.groupby("reg").seed.nunique()
-    lines = ["| reg | seeds | " + " | ".join(t for _, t in present) + " |", "|---" * (len(present) + 2) + "|"]
-    for reg in regs:
-        cells = []
-        for metric, _ in present:
-            mean, half, _ = mean_ci(tidy[(tidy.reg == reg) & (tidy.metric == metric)].value)
-            cells.append(fmt(mean, half))
-        lines.append(f"| {reg} | {seeds[reg]} | " + " | ".join(cells) + " |")
+    lines = ["| study / arch | reg | seeds | " + " | ".join(t for _, t in present) + " |",
+             "|---" * (len(present) + 3) + "|"]
+    for (study, arch), group in tidy.groupby(["study", "arch"]):
+        for reg in sorted(group.reg.unique(), key=lambda r: (r != "none", r)):
+            rows = group[group.reg == reg]
+            cells = [describe(rows[rows.metric == metric].sort_values("seed").value) for metric, _ in present]
+            lines.append(f"| {study} / {arch} | {reg} | {rows.seed.nunique()} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def roar(curves: pd.DataFrame, leakage: pd.DataFrame) -> str:
     """The ROAR table (accuracy of the retrained learner per base cell, method and fraction: mean
-    over the runs that fitted ± 95% interval, runs that did not fit counted) and sentences drawn from it."""
+    over the runs that fitted (`describe`), runs that did not fit counted) and sentences drawn from it."""
     if curves.empty:
         return "_No ROAR run in these tables._"
     mode = "roar" if "roar" in set(curves["mode"]) else curves["mode"].iloc[0]
@@ -70,9 +63,9 @@ def roar(curves: pd.DataFrame, leakage: pd.DataFrame) -> str:
             cells = []
             for f in fractions:
                 runs = g[g.fraction == f]
-                mean, half, n = mean_ci(runs[runs.fitted.astype(bool)].test_acc)
+                fitted = runs[runs.fitted.astype(bool)].sort_values("retrain_seed").test_acc
                 status = ", ".join(sorted(set(runs.status) - {"fitted"})) if "status" in runs else ""
-                cells.append(fmt(mean, half) + (f" ({status})" if status else ""))
+                cells.append(describe(fitted) + (f" ({status})" if status else ""))
             leak = leakage[(leakage.reg == reg) & (leakage.seed == seed) & (leakage.method == method)
                            & np.isclose(leakage.fraction, 0.5)]
             cells.append(f"{leak.leakage_acc.mean():.3f}" if len(leak) else "–")
@@ -81,8 +74,9 @@ def roar(curves: pd.DataFrame, leakage: pd.DataFrame) -> str:
     mean_at = d[d.fitted.astype(bool) & (d.fraction == 0.5)].groupby("method").test_acc.mean()
     best = mean_at.drop("random", errors="ignore").idxmin() if len(mean_at) > 1 else None
     total = int((d.fraction > 0).sum())
-    text = [f"Accuracy of the retrained learner on the ablated test set ({mode.upper()}), mean of {runs_per_point} "
-            f"retrain seeds ± the 95% t-interval's half-width, per base cell. {unfitted} of {total} retrains did not "
+    text = [f"Accuracy of the retrained learner on the ablated test set ({mode.upper()}) per base cell, over "
+            f"{runs_per_point} retrain seeds: each seed's value (a / b) with fewer than 3, else the mean [percentile "
+            f"bootstrap 95% interval]. {unfitted} of {total} retrains did not "
             "fit (training accuracy below the floor with content left to fit); `no_content` marks points where the "
             "kept pixels were identical in every training image, so chance accuracy is the measurement."]
     if best is not None and "random" in mean_at:
@@ -107,7 +101,7 @@ QUALITY = [("integrated_gradients_completeness_median", "IG completeness error, 
 
 
 def quality(tidy: pd.DataFrame) -> str:
-    """How well each measurement converged, per regularizer (mean over seeds ± 95% interval), and a
+    """How well each measurement converged, per regularizer (`describe` over seeds), and a
     sentence on the worst case."""
     sentences = []
     ig = tidy[tidy.metric == "integrated_gradients_completeness_median"].value
