@@ -21,7 +21,7 @@ def _with(**study):
 
 @pytest.mark.parametrize("change,expected", [
     (dict(archs=["resnet19"]), r"studies\.s\.archs\[0\]: 'resnet19' is not valid; valid: \['ddnet', 'lenet'"),
-    (dict(dataset="imagenet"), r"studies\.s\.dataset: 'imagenet' is not valid; valid: \['cifar10', 'cifar100', 'digits', 'mnist'\]"),
+    (dict(dataset="imagenet"), r"studies\.s\.dataset: 'imagenet' is not valid; valid: \['cifar10', 'cifar100', 'clusters2d', 'digits', 'mnist'\]"),
     (dict(regularizers=["l3"]), r"studies\.s\.regularizers\[0\]: unknown regularizer 'l3'; defined variants: \['l2', 'none'\]"),
     (dict(epochs=3), r"studies\.s: unknown key\(s\) \['epochs'\]; valid: \['archs', 'dataset', 'model', 'regularizers', 'seeds', 'train'\]"),
     (dict(train={"optimiser": "sgd"}), r"studies\.s\.train: unknown key\(s\) \['optimiser'\]"),
@@ -48,10 +48,11 @@ def test_shipped_configs_are_valid_and_grids_as_documented():
     cells = config.cells(full)
     by_study = {s: sum(c.study == s for c in cells) for s in full["studies"]}
     regs = len(full["studies"]["cifar10"]["regularizers"])
-    assert by_study == {"cifar10": 5 * regs * 5, "mnist": 2 * regs * 5, "cifar100": 1 * regs * 5}
+    toy = len(full["studies"]["clusters"]["regularizers"])
+    assert by_study == {"cifar10": 5 * regs * 5, "mnist": 2 * regs * 5, "cifar100": 1 * regs * 5, "clusters": toy * 5}
     assert {c.arch for c in cells if c.study == "cifar10"} == {"simplecnn", "ddnet", "resnet18", "resnet50", "vgg19"}
     demo = config.validate(config.load_yaml(REPO / "config" / "demo.yaml"))
-    assert {c.dataset for c in config.cells(demo)} == {"digits"}
+    assert {c.dataset for c in config.cells(demo)} == {"digits", "clusters2d"}
 
 
 def _snakemake(*args, cwd=REPO):
@@ -64,15 +65,17 @@ def test_dry_run_of_full_config_lists_every_training_job_offline():
     run = _snakemake("all", "-n", "--configfile", "config/config.yaml")
     assert run.returncode == 0, run.stderr[-2000:]
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
-    assert counts["train"] == len(config.cells(full))
-    assert counts["download"] == 3 and counts["prepare_data"] == 3
+    images = [c for c in config.cells(full) if c.dataset != "clusters2d"]
+    assert counts["train"] == len(images) and counts["train_toy"] == len(config.cells(full)) - len(images)
+    absent = {c.dataset for c in config.cells(full)} - {p.stem for p in (REPO / "resources" / "data").glob("*.pt")}
+    assert counts["download"] == 3 and counts["prepare_data"] == len(absent)  # the toy dataset is generated
     # ROAR and KAR: every regularizer of one architecture per dataset, 3 base seeds; ROAD on every cell
     base = len(full["roar"]["cells"])
     regs = len(full["studies"]["cifar10"]["regularizers"])
     assert base == 3 * regs * 3 and len(full["roar"]["methods"]) == 4
     assert counts["roar_retrain"] == counts["roar_rank"] == base * 3  # random is the shared baseline
     assert counts["roar_baseline"] == 3 and counts["roar_score"] == base
-    assert counts["road"] == len(config.cells(full))
+    assert counts["road"] == counts["explain"] == len(images)  # none for the 2-D toy study
 
 
 def test_invalid_config_fails_before_any_job(tmp_path):

@@ -89,16 +89,18 @@ def jobs(cfg: dict) -> list[Job]:
         regs = regularizers.build(cell.reg, cfg["regularizers"])
         out.append(Job("train", training_flops(fwd, study["train"], ds.train_size, ds.test_size, regs.step_cost()),
                        precision))
+        attack_steps = len(rob["fgsm_eps"]) + len(rob["pgd_eps"]) * sum(rob["pgd_steps"])
+        out.append(Job("attack", fwd * rob["n_images"] * (GRADIENT * attack_steps + len(rob["fgsm_eps"]) + len(rob["pgd_eps"]))))
+        b = rob["boundary"]
+        out.append(Job("diagnose", fwd * (b["images"] * 2 * b["resolution"] ** 2 + ds.test_size + rob["pca_images"])))
+        if ds.inputs != "images":  # the 2-D toy study: no explanation, ROAD or dissection
+            continue
         per_image = sum(attribution_cost(m, explain["options"]) for m in explain["methods"])
         layers = weighted_layers(cell.arch, ds.channels, ds.size, ds.num_classes, width)
         mprt = sum(attribution_cost(m, explain["options"]) for m in explain["mprt_methods"]) * layers
         out.append(Job("explain", fwd * (per_image * (explain["figure_images"] + explain["metric_images"])
                                          + mprt * explain["mprt_images"])))
         out.append(Job("actmax", fwd * GRADIENT * cfg["actmax"]["steps"] * (ds.num_classes + 16)))
-        attack_steps = len(rob["fgsm_eps"]) + len(rob["pgd_eps"]) * sum(rob["pgd_steps"])
-        out.append(Job("attack", fwd * rob["n_images"] * (GRADIENT * attack_steps + len(rob["fgsm_eps"]) + len(rob["pgd_eps"]))))
-        b = rob["boundary"]
-        out.append(Job("diagnose", fwd * (b["images"] * 2 * b["resolution"] ** 2 + ds.test_size + rob["pca_images"])))
         if road["enabled"]:
             rank = sum(attribution_cost(m, road["options"]) for m in road["methods"])
             out.append(Job("road", fwd * road["images"] * (rank + len(road["methods"]) * 2 * len(road["fractions"]))))

@@ -144,8 +144,9 @@ def calibration(probs: torch.Tensor, y: torch.Tensor, bins: int = 15) -> tuple[d
 
 # ---------------------------------------------------------------- weights and representations
 
-def weight_stats(model, near_zero: float = 1e-3) -> tuple[list[dict], list[dict]]:
-    """Per conv/linear layer: L1, L2 norms, fraction of |w| < near_zero; and its singular values."""
+def weight_stats(model, near_zero: float = 1e-3, relative: float = 1e-3) -> tuple[list[dict], list[dict]]:
+    """Per conv/linear layer: L1, L2 norms, the fraction of |w| < near_zero and of |w| below `relative`
+    x the layer's largest |w| (sparsity, as L1 and elastic net induce it); and its singular values."""
     stats, spectrum = [], []
     for name, module in model.named_modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
@@ -154,9 +155,55 @@ def weight_stats(model, near_zero: float = 1e-3) -> tuple[list[dict], list[dict]
             stats.append({"layer": name, "type": type(module).__name__, "params": w.numel(),
                           "l1": float(w.abs().sum()), "l2": float(w.norm()),
                           "frac_near_zero": float((w.abs() < near_zero).double().mean()),
+                          "frac_below_relative": float((w.abs() < relative * w.abs().max()).double().mean()),
                           "sigma_max": float(s.max()), "sigma_min": float(s.min())})
             spectrum += [{"layer": name, "index": i, "sigma": float(v)} for i, v in enumerate(s)]
     return stats, spectrum
+
+
+def weight_histograms(model, bins: int = 50) -> list[dict]:
+    """Per conv/linear layer: counts of its weights in `bins` equal bins over [-max|w|, max|w|]."""
+    rows = []
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            w = module.weight.detach().double().flatten().cpu()
+            top = float(w.abs().max()) or 1.0
+            counts = torch.histc(w, bins=bins, min=-top, max=top)
+            edges = torch.linspace(-top, top, bins + 1, dtype=torch.float64)
+            rows += [{"layer": name, "bin": i, "low": float(edges[i]), "high": float(edges[i + 1]),
+                      "count": int(counts[i])} for i in range(bins)]
+    return rows
+
+
+@torch.no_grad()
+def feature_maps(model, x: torch.Tensor, layers, channels: int = 8) -> dict:
+    """The outputs of the named `layers` on images x, their first `channels` channels (N, k, H, W)."""
+    model.eval()
+    caught = {}
+    hooks = [model.get_submodule(layer).register_forward_hook(
+        lambda module, inputs, out, layer=layer: caught.__setitem__(layer, out[:, :channels].float().cpu()))
+        for layer in layers]
+    try:
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {layer: caught[layer] for layer in layers}
+
+
+@torch.no_grad()
+def decision_grid(model, resolution: int, channels: int = 2) -> torch.Tensor:
+    """The predicted class at every point of a resolution x resolution grid over the input square
+    [0, 1]^2 (pixel units) of a 2-channel 1x1 model, rows indexed by y, columns by x."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ticks = (torch.arange(resolution, device=device, dtype=torch.float32) + 0.5) / resolution
+    yy, xx = torch.meshgrid(ticks, ticks, indexing="ij")
+    points = torch.stack([xx.flatten(), yy.flatten()], 1)[:, :channels, None, None]
+    grid = model(points).argmax(1).view(resolution, resolution).to(torch.uint8).cpu()
+    model.train(was_training)
+    return grid
 
 
 @torch.no_grad()

@@ -125,12 +125,16 @@ class TrainResult:
     model_kwargs: dict
     history: list[dict]
     metrics: dict = field(default_factory=dict)
+    records: list = field(default_factory=list)  # record(model) after each epoch, when asked
 
 
 def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | None = None,
           model_cfg: dict | None = None, seed: int = 0, device: torch.device | str = "cpu",
           checkpoint: Checkpoint | None = None,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+          on_epoch_end: Callable[[int, dict], None] | None = None,
+          record: Callable[[torch.nn.Module], torch.Tensor] | None = None) -> TrainResult:
+    """Train one cell. `record(model)`, if given, is called after every epoch (its results are kept
+    in the checkpoint, so a resumed run returns every epoch's) and returned as `records`."""
     cfg = merged_train_config(train_cfg)
     device = torch.device(device)
     set_determinism(cfg["deterministic"])
@@ -148,12 +152,14 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
                           "seed": seed, "data": [data.name, len(data.y_train)]})
 
     history: list[dict] = []
+    records: list = []
     start_epoch = 0
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None and state.get("run_id") == run_id:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = [dict(zip(state["history_columns"], row)) for row in state["history_rows"]]
+        records = list(state.get("records", []))
         start_epoch = state["epoch"] + 1
 
     autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["precision"]]
@@ -211,11 +217,14 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
                "test_loss": test["loss"], "test_acc": test["acc"], "seconds": seconds,
                "images_per_s": n / seconds if seconds > 0 else float("nan")}
         history.append(row)
+        if record is not None:
+            records.append(record(model))
         if checkpoint is not None:
             columns = list(history[0])
             checkpoint.save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict(), "history_columns": columns,
-                             "history_rows": [[r.get(c) for c in columns] for r in history]})
+                             "history_rows": [[r.get(c) for c in columns] for r in history],
+                             **({"records": records} if record is not None else {})})
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
 
@@ -237,4 +246,4 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         "images_per_s": sum(n for _ in run_rows) / max(1e-9, sum(r["seconds"] for r in run_rows)),
         "device": str(device), "seed": seed,
     }
-    return TrainResult(model=model, model_kwargs=model_kwargs, history=history, metrics=metrics)
+    return TrainResult(model=model, model_kwargs=model_kwargs, history=history, metrics=metrics, records=records)

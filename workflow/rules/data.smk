@@ -25,6 +25,7 @@ rule prepare_data:
         f"{DATA_ROOT}/data/{{dataset}}.pt",
     params:
         downloads_dir=f"{DATA_ROOT}/downloads/{{dataset}}",
+        options=lambda wildcards: CFG["data"].get(wildcards.dataset, {}),  # the toy dataset's settings
     log:
         "logs/prepare_data/{dataset}.log",
     conda:

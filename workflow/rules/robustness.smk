@@ -29,6 +29,8 @@ rule diagnose:
         calibration=f"{ROB_DIR}/calibration.json",
         reliability=f"{ROB_DIR}/reliability.csv",
         weights=f"{ROB_DIR}/weights.csv",
+        weight_hist=f"{ROB_DIR}/weight_hist.csv",
+        features=f"{ROB_DIR}/features.pt",
         spectrum=f"{ROB_DIR}/spectrum.csv",
         pca=f"{ROB_DIR}/pca.csv",
     params:

@@ -1,4 +1,4 @@
-# One training job per cell.
+# One training job per cell; cells of the 2-D toy study also record their decision regions per epoch.
 
 
 rule train:
@@ -10,6 +10,8 @@ rule train:
         metrics=f"{CELL_DIR}/metrics.json",
     params:
         run=train_params,
+    wildcard_constraints:
+        study=one_of(IMAGE_STUDIES),
     log:
         "logs/train/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]
@@ -18,6 +20,16 @@ rule train:
         "../envs/reglens.yaml"
     script:
         "../scripts/train.py"
+
+
+use rule train as train_toy with:
+    output:
+        model=f"{CELL_DIR}/model.pt",
+        history=f"{CELL_DIR}/history.csv",
+        metrics=f"{CELL_DIR}/metrics.json",
+        regions=f"{CELL_DIR}/regions.pt",
+    wildcard_constraints:
+        study=one_of(POINT_STUDIES),
 
 
 rule train_all:

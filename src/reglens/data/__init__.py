@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from reglens.data import cifar, digits, mnist
+from reglens.data import cifar, clusters2d, digits, mnist
 from reglens.data.download import RemoteFile
 
 
@@ -24,18 +24,20 @@ class DatasetSpec:
     size: int
     num_classes: int
     remote: dict[str, RemoteFile]
-    read: Callable[[dict[str, Path]], dict]
+    read: Callable[[dict[str, Path], dict], dict]  # (raw files, the dataset's `data.<name>` options)
     train_size: int  # images in each split of the release (for cost estimates)
     test_size: int
+    inputs: str = "images"  # or "points": 2-channel 1x1 inputs, coordinates in the plane
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec("cifar10", 3, 32, 10, {"archive": cifar.CIFAR10},
-                           lambda p: cifar.read_archive(p["archive"], 10), 50000, 10000),
+                           lambda p, o: cifar.read_archive(p["archive"], 10), 50000, 10000),
     "cifar100": DatasetSpec("cifar100", 3, 32, 100, {"archive": cifar.CIFAR100},
-                            lambda p: cifar.read_archive(p["archive"], 100), 50000, 10000),
-    "mnist": DatasetSpec("mnist", 1, 28, 10, mnist.REMOTE, mnist.read_files, 60000, 10000),
-    "digits": DatasetSpec("digits", 1, 8, 10, {}, lambda p: digits.load(), 1437, 360),
+                            lambda p, o: cifar.read_archive(p["archive"], 100), 50000, 10000),
+    "mnist": DatasetSpec("mnist", 1, 28, 10, mnist.REMOTE, lambda p, o: mnist.read_files(p), 60000, 10000),
+    "digits": DatasetSpec("digits", 1, 8, 10, {}, lambda p, o: digits.load(), 1437, 360),
+    "clusters2d": DatasetSpec("clusters2d", 2, 1, 4, {}, lambda p, o: clusters2d.load(o), 1000, 400, inputs="points"),
 }
 
 
@@ -49,10 +51,10 @@ def remote_files(name: str) -> dict[str, RemoteFile]:
     return spec(name).remote
 
 
-def convert(name: str, raw: dict[str, Path]) -> dict:
-    """Read the raw release into the tensor-file dictionary."""
+def convert(name: str, raw: dict[str, Path], options: dict | None = None) -> dict:
+    """Read the raw release (or generate the toy data from `options`) into the tensor-file dictionary."""
     ds = spec(name)
-    arrays = ds.read(raw)
+    arrays = ds.read(raw, options or {})
     x_train = np.array(arrays["x_train"], dtype=np.uint8)
     expected = (ds.channels, ds.size, ds.size)
     if x_train.shape[1:] != expected:
@@ -67,6 +69,7 @@ def convert(name: str, raw: dict[str, Path]) -> dict:
         "classes": list(arrays["classes"]),
         "mean": pixels.mean(axis=(0, 2, 3)).tolist(),
         "std": pixels.std(axis=(0, 2, 3)).tolist(),
+        **({"half_width": float(arrays["half_width"])} if "half_width" in arrays else {}),
     }
 
 
@@ -81,6 +84,7 @@ class TensorData:
     classes: list[str]
     mean: list[float]
     std: list[float]
+    half_width: float | None = None  # points datasets: pixel 0..1 spans -half_width..half_width in the plane
 
     @property
     def channels(self) -> int:
@@ -99,7 +103,7 @@ def from_blob(blob: dict, device: torch.device | str = "cpu") -> TensorData:
     """The dataset of a tensor dictionary (as `convert` makes it), its tensors on `device`."""
     return TensorData(
         name=blob["name"], classes=blob["classes"], mean=blob["mean"], std=blob["std"],
-        **{k: blob[k].to(device) for k in ("x_train", "y_train", "x_test", "y_test")})
+        half_width=blob.get("half_width"), **{k: blob[k].to(device) for k in ("x_train", "y_train", "x_test", "y_test")})
 
 
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from reglens.models.base import ReglensModel
+from reglens.models.mlp import MLP
 from reglens.models.resnet import ResNet18, ResNet50
 from reglens.models.small import DDNet, LeNet, SimpleCNN
 from reglens.models.vgg import VGG19
@@ -13,15 +14,17 @@ MODELS: dict[str, type[ReglensModel]] = {
     "resnet18": ResNet18,
     "resnet50": ResNet50,
     "vgg19": VGG19,
+    "mlp": MLP,
 }
 
 
 def build(name: str, in_channels: int, input_size: int, num_classes: int, width: float = 1.0,
-          dropout: float = 0.0, mean=None, std=None) -> ReglensModel:
+          dropout: float = 0.0, mean=None, std=None, **extra) -> ReglensModel:
+    """`extra`: options only some families take (the MLP's `depth`)."""
     if name not in MODELS:
         raise KeyError(f"unknown architecture {name!r}; valid: {sorted(MODELS)}")
     return MODELS[name](in_channels=in_channels, input_size=input_size, num_classes=num_classes,
-                        width=width, dropout=dropout, mean=mean, std=std)
+                        width=width, dropout=dropout, mean=mean, std=std, **extra)
 
 
 def to_checkpoint(model: ReglensModel, arch: str, kwargs: dict) -> dict:

@@ -28,6 +28,8 @@ class ReglensModel(nn.Module):
     `self.body` (input -> penultimate vector) and `self.classifier` (the last Linear)."""
 
     layer_names: tuple[str, ...] = ()
+    inputs = "images"  # or "points": 2-channel 1x1 inputs (the 2-D toy study)
+    square_dim: int | None = None  # the dimension of a square map the model has (for jacobian_det)
 
     def __init__(self, in_channels: int, mean: Sequence[float] | None, std: Sequence[float] | None):
         super().__init__()

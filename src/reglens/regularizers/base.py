@@ -55,8 +55,9 @@ class Regularizer:
         benchmarks/train_throughput.py --regularizers (penalties within 12% of a plain step count 1)."""
         return 1.0
 
-    def check_task(self, input_dim: int, output_dim: int) -> None:
-        """Raise ValueError if the regularizer cannot apply to a model of these dimensions."""
+    def check_task(self, input_dim: int, output_dim: int, square_dim: int | None = None) -> None:
+        """Raise ValueError if the regularizer cannot apply to a model of these dimensions
+        (`square_dim`: the dimension of the architecture's square map, if it has one)."""
 
     def model_kwargs(self) -> dict:
         return {}
@@ -118,9 +119,9 @@ class RegularizerSet:
         """Relative time of a training step: each member's extra cost added to a plain step."""
         return 1.0 + sum(m.step_cost() - 1.0 for m in self.members)
 
-    def check_task(self, input_dim: int, output_dim: int) -> None:
+    def check_task(self, input_dim: int, output_dim: int, square_dim: int | None = None) -> None:
         for m in self.members:
-            m.check_task(input_dim, output_dim)
+            m.check_task(input_dim, output_dim, square_dim)
 
     def model_kwargs(self) -> dict:
         merged: dict = {}

@@ -25,10 +25,10 @@ def download(name: str, downloads_dir: str | Path, offline_dir: str | Path | Non
 
 
 def prepare(name: str, out_path: str | Path, downloads_dir: str | Path,
-            offline_dir: str | Path | None = None) -> Path:
-    """Convert a dataset's release files into its tensor file."""
+            offline_dir: str | Path | None = None, options: dict | None = None) -> Path:
+    """Convert a dataset's release files (or generate a toy dataset from `options`) into its tensor file."""
     raw = fetch_raw(name, downloads_dir, offline_dir)
-    torch_save(data.convert(name, raw), out_path)
+    torch_save(data.convert(name, raw, options), out_path)
     return Path(out_path)
 
 

@@ -12,6 +12,9 @@ from reglens.io import torch_save, write_csv, write_json
 from reglens.stages.common import load_dataset, load_model
 
 
+FEATURE_IMAGES, FEATURE_CHANNELS = 4, 8
+
+
 def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, device: str = "auto") -> list[dict]:
     cfg = robustness.merged_config(cfg)
     dev = resolve_device(device)
@@ -25,8 +28,10 @@ def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, devi
 
 
 def run_diagnostics(model_path, dataset_path, out: dict, cfg: dict | None = None, device: str = "auto") -> dict:
-    """Decision-boundary maps and their TV, calibration, weight statistics and spectra, PCA.
-    `out` maps boundary, boundary_maps, calibration, reliability, weights, spectrum, pca to paths."""
+    """Decision-boundary maps and their TV, calibration, weight statistics, histograms and spectra,
+    PCA, and the feature maps of the first and last named layers on the figure images.
+    `out` maps boundary, boundary_maps, calibration, reliability, weights, weight_hist, spectrum, pca,
+    features to paths."""
     cfg = robustness.merged_config(cfg)
     dev = resolve_device(device)
     data = load_dataset(dataset_path, dev)
@@ -46,6 +51,11 @@ def run_diagnostics(model_path, dataset_path, out: dict, cfg: dict | None = None
     stats, spectrum = robustness.weight_stats(model, cfg["near_zero"])
     write_csv(out["weights"], pd.DataFrame(stats))
     write_csv(out["spectrum"], pd.DataFrame(spectrum))
+    write_csv(out["weight_hist"], pd.DataFrame(robustness.weight_histograms(model)))
+    xf, _ = datasets.test_subset(data, FEATURE_IMAGES, seed=3)  # explain's figure images come first in this order
+    layers = [model.layer_names[0], model.layer_names[-1]] if data.size > 1 else []  # 2-D points: no maps
+    torch_save({"images": xf.cpu(), "maps": robustness.feature_maps(model, xf, dict.fromkeys(layers),
+                                                                    FEATURE_CHANNELS)}, out["features"])
     xp, yp = datasets.test_subset(data, cfg["pca_images"], seed=2)
     write_csv(out["pca"], pd.DataFrame(robustness.penultimate_pca(model, xp, yp)))
     return {"calibration": summary, "boundary": rows}

@@ -7,10 +7,11 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from reglens.device import resolve_device
 from reglens.io import DamagedFile, load_torch, provenance, torch_save, write_csv, write_json
-from reglens import regularizers
+from reglens import regularizers, robustness
 from reglens.stages.common import load_dataset, save_model
 from reglens.train import merged_train_config, train
 
@@ -40,10 +41,14 @@ class FileCheckpoint:
         self.path.unlink(missing_ok=True)
 
 
+REGION_RESOLUTION = 96  # grid points per side of the toy study's decision-region maps
+
+
 def run_cell(dataset_path: str | Path, out_dir: str | Path, cell: dict, regularizer: list[dict],
              train_cfg: dict | None, model_cfg: dict | None, device: str = "auto") -> dict:
     """Train one cell (study, arch, reg, seed) with its resolved regularizer specs and write model.pt,
-    history.csv and metrics.json (atomically, metrics last)."""
+    history.csv and metrics.json (atomically, metrics last). On 2-D points (the toy study) also
+    regions.pt: the predicted class over the plane after every epoch (robustness.decision_grid)."""
     arch, seed = cell["arch"], cell["seed"]
     regs = regularizers.from_specs(cell["reg"], regularizer)
     out_dir = Path(out_dir)
@@ -51,9 +56,15 @@ def run_cell(dataset_path: str | Path, out_dir: str | Path, cell: dict, regulari
     dev = resolve_device(device)
     t0 = time.time()
     checkpoint = FileCheckpoint(out_dir / "train_state.pt")
-    result = train(load_dataset(dataset_path, dev), arch, regs, train_cfg, model_cfg, seed, dev,
-                   checkpoint=checkpoint)
+    data = load_dataset(dataset_path, dev)
+    points = data.half_width is not None
+    record = (lambda model: robustness.decision_grid(model, REGION_RESOLUTION)) if points else None
+    result = train(data, arch, regs, train_cfg, model_cfg, seed, dev, checkpoint=checkpoint, record=record)
     save_model(result.model, arch, result.model_kwargs, out_dir / "model.pt")
+    if points:
+        torch_save({"grids": torch.stack(result.records), "epochs": [r["epoch"] for r in result.history],
+                    "half_width": data.half_width, "x_train": data.x_train.cpu(), "y_train": data.y_train.cpu(),
+                    "classes": data.classes}, out_dir / "regions.pt")
     write_csv(out_dir / "history.csv", pd.DataFrame(result.history))
     metrics = {**result.metrics, "wall_seconds": time.time() - t0,
                "cell": cell, "regularizer": regs.describe(),
