@@ -35,6 +35,7 @@ TINY = {
     "actmax": {"steps": 5, "units_per_layer": 1},
     "dissect": {"broden": {"source": "synthetic", "synthetic": {"images": 30, "seg_size": 16, "scale": 2}},
                 "input_size": 16, "workers": 0, "top_units": 1, "top_images": 2},
+    "road": {"enabled": False},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.5},
                          "train": {"epochs": 60, "lr": 0.05, "batch_size": 64}}},
@@ -65,7 +66,8 @@ def command(workdir, *targets, configfile="tiny.yaml"):
     return [sys.executable, "-m", "snakemake", "--profile", "slurm", *targets,
             "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
             "--configfile", str(workdir / configfile), "--slurm-status-command", "squeue",
-            "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5",
+            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
+            "--latency-wait", "5",
             "--slurm-keep-successful-logs"]
 
 
@@ -151,7 +153,7 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
 
 
 def test_status_lists_a_failing_cell_and_its_log(cluster, tmp_path):
-    broken = {**TINY, "studies": {"broken": {**TINY["studies"]["tiny"], "regularizers": ["none"],
+    broken = {**TINY, "retries": 1, "studies": {"broken": {**TINY["studies"]["tiny"], "regularizers": ["none"],
                                              "train": {"epochs": 3, "lr": 1e12, "batch_size": 64}}}}
     (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
     target = "results/broken/simplecnn/none/seed0/metrics.json"
@@ -164,3 +166,8 @@ def test_status_lists_a_failing_cell_and_its_log(cluster, tmp_path):
     log = tmp_path / "logs" / "train" / "broken" / "simplecnn" / "none" / "seed0.log"
     assert f"FAILED broken/simplecnn/none/seed0 train: {log}" in status.stdout, status.stdout
     assert "NonFiniteLoss" in status.stdout and f"rerun: snakemake {target}" in status.stdout
+    # `retries: 1`: two SLURM jobs, and inside each Snakemake ran the rule once (no retries within a job)
+    attempts = sorted((tmp_path / "logs" / "slurm" / "rule_train").glob("broken_simplecnn_none_0/*.log"))
+    assert len(attempts) == 2, attempts
+    for log in attempts:
+        assert log.read_text().count("localrule train:") == 1, log.read_text()[-3000:]

@@ -1,4 +1,5 @@
 """The Snakemake workflow end to end on a tiny config in a temporary directory."""
+import html
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import torch
 import yaml
 
 from conftest import REPO
-from reglens import dissect
+from reglens import dissect, measures, robustness
 from reglens.stages.common import load_dataset, load_model
 
 TINY = {
@@ -31,7 +32,11 @@ TINY = {
     "road": {"methods": ["random", "saliency"], "fractions": [0.25, 0.5], "images": 60},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn", "lenet"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.25},
-                         "train": {"epochs": 3, "lr": 0.05, "batch_size": 64}}},
+                         "train": {"epochs": 3, "lr": 0.05, "batch_size": 64}},
+                "toy": {"dataset": "clusters2d", "archs": ["mlp"], "regularizers": ["none"], "seeds": [0],
+                        "model": {"width": 0.25, "depth": 1},
+                        "train": {"epochs": 3, "optimizer": "adam", "lr": 0.01, "batch_size": 64}}},
+    "data": {"clusters2d": {"train_per_class": 50, "test_per_class": 20}},
 }
 
 
@@ -63,10 +68,12 @@ def test_tiny_study_end_to_end(study):
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     # explain: gini and entropy per method, 6 randomization-check measures per checked method, the
     # agreement mean and its undefined count; boundary: 6 per plane kind; actmax: 5
-    per_cell = {"train": 6, "attack": 8, "calibration": 3, "boundary": 2 * 6, "weights": 4,
+    per_cell = {"train": 8, "attack": 8, "calibration": 3, "boundary": 2 * 6, "weights": 5,
                 "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2}
-    # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method
-    expected = {k: 4 * v for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2}
+    # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method;
+    # the toy study's one cell (2-D points) has every stage but those that need images
+    points = {"train", "attack", "calibration", "boundary", "weights"}
+    expected = {k: 4 * v + (v if k in points else 0) for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2}
     assert table.groupby("stage").size().to_dict() == expected
     assert pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
     for arch in ("simplecnn", "lenet"):
@@ -142,14 +149,50 @@ def test_tiny_study_end_to_end(study):
             t = g.pivot_table(index="fraction", columns="order", values="accuracy").sort_index()
             assert list(t.index) == [0.0, 0.25, 0.5] and t.loc[0.0, "morf"] == t.loc[0.0, "lerf"]
             assert rs.loc[method, "score"] == pytest.approx(np.trapezoid((t.lerf - t.morf).values, t.index.values))
+    # the toy study ran through the same rules, minus those that need images; its last saved decision
+    # regions are the saved model's, and its figures were drawn from the saved grids
+    toy = tmp_path / "results" / "toy" / "mlp" / "none" / "seed0"
+    assert not (toy / "explain").exists() and (toy / "robustness" / "attacks.csv").exists()
+    blob = torch.load(toy / "regions.pt", weights_only=True)
+    assert blob["grids"].shape[0] == 3 and blob["epochs"] == [1, 2, 3]
+    assert torch.equal(blob["grids"][-1], robustness.decision_grid(load_model(toy / "model.pt"), blob["grids"].shape[-1]))
+    drawn = tmp_path / "results" / "figures"
+    assert {"regions.png", "regions.gif", "learning_curves.png"} <= {p.name for p in (drawn / "cells" / "toy" / "mlp" / "none" / "seed0").iterdir()}
+    assert (drawn / "regions_toy_mlp.png").exists() and (drawn / "learning_curves.png").exists()
 
 
 def jobs_of_dry_run(output):
     return set(job_counts(output)) - {"all"}
 
 
+CHECKS = """<script>window.addEventListener("load", () => {
+  const images = [...document.images];
+  const out = document.createElement("pre");
+  out.id = "checks";
+  out.textContent = JSON.stringify({
+    overflow: document.documentElement.scrollWidth - window.innerWidth, images: images.length,
+    undecoded: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
+    sections: [...document.querySelectorAll("h2")].map(h => h.id)});
+  document.body.appendChild(out);
+});</script>"""
+
+
+def render_in_chromium(report, tmp_path, width=1400):
+    """What a reader's browser makes of the report: the page's horizontal overflow at `width` px, the
+    images and whether each decoded, and the section order."""
+    page = tmp_path / "rendered.html"
+    page.write_text(report.read_text().replace("</body>", CHECKS + "</body>"))
+    run = subprocess.run([shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+                          f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1000",
+                          "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=300)
+    found = re.search(r'<pre id="checks">(.*?)</pre>', run.stdout, re.S)
+    assert found, run.stderr[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
 @pytest.mark.slow
-def test_figures_regenerate_from_cached_results_after_a_plotting_change(study, tmp_path):
+def test_figures_regenerate_from_cached_results_and_the_report_renders_in_chromium(study, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(REPO / "src" / "reglens", src / "reglens")
     env = {"PYTHONPATH": str(src)}
@@ -158,15 +201,31 @@ def test_figures_regenerate_from_cached_results_after_a_plotting_change(study, t
     assert ran <= allowed, ran  # a moved code input reruns only the drawing side
     snakemake(study, "figures", env=env)
     assert jobs_of_dry_run(snakemake(study, "all", "-n", env=env)) == set()
+    # deleted figures and report come back from the tables alone
+    shutil.rmtree(study / "results" / "figures")
+    (study / "results" / "report.html").unlink()
+    assert jobs_of_dry_run(snakemake(study, "figures", "-n", env=env)) == {"draw_figures", "report", "figures"}
     plots = src / "reglens" / "plots.py"
     plots.write_text(plots.read_text().replace('fig, ax = plt.subplots(figsize=(5, 3.5))',
                                                'fig, ax = plt.subplots(figsize=(6, 4))', 1))
     ran = jobs_of_dry_run(snakemake(study, "all", "-n", env=env))
     assert {"draw_figures", "report"} <= ran <= allowed, ran
     snakemake(study, "figures", env=env)
-    html = (study / "results" / "report.html").read_text()
+    report = study / "results" / "report.html"
+    html = report.read_text()
     assert html.count('src="data:image/png;base64,') >= 5 and 'src="http' not in html
     assert "<table" in html and "(empty)" not in html
+    # as a reader's browser shows it
+    summary = pd.read_csv(study / "results" / "tables" / "summary.csv")
+    for row in summary.dropna(subset=["ci_low"]).itertuples():
+        lo, hi = measures.bounds(row.metric)
+        assert lo <= row.ci_low <= row.ci_high <= hi, row
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): the report was not rendered")
+    checks = render_in_chromium(report, tmp_path)
+    assert checks["overflow"] <= 0, checks  # no horizontal scrolling of the page at 1400 px
+    assert checks["images"] >= 10 and checks["undecoded"] == [], checks
+    assert checks["sections"][0] == "scorecard", checks
 
 
 @pytest.mark.slow

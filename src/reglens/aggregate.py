@@ -5,14 +5,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from reglens import data
 from reglens.io import read_csv, read_json
 
 KEYS = ["study", "dataset", "arch", "reg", "seed"]
 TRAIN_METRICS = ["train_acc", "train_loss", "test_acc", "test_loss", "train_seconds", "images_per_s"]
 
 def _train(path: Path) -> dict:
+    """The final metrics, and the generalization gap from history.csv: test minus train loss per
+    epoch, at the last epoch and its largest."""
     metrics = read_json(path)
-    return {k: metrics[k] for k in TRAIN_METRICS}
+    history = read_csv(path.parent / "history.csv")
+    gap = history.test_loss - history.train_loss
+    return {**{k: metrics[k] for k in TRAIN_METRICS}, "gap_final": float(gap.iloc[-1]), "gap_max": float(gap.max())}
 
 
 def _attacks(path: Path) -> dict:
@@ -48,6 +53,7 @@ def _weights(path: Path) -> dict:
     table = read_csv(path)
     return {"weights_l2_total": float((table.l2 ** 2).sum() ** 0.5), "weights_l1_total": float(table.l1.sum()),
             "weights_frac_near_zero": float((table.frac_near_zero * table.params).sum() / table.params.sum()),
+            "weights_sparsity": float((table.frac_below_relative * table.params).sum() / table.params.sum()),
             "weights_sigma_max_mean": float(table.sigma_max.mean())}
 
 
@@ -137,15 +143,23 @@ STAGES = {
 }
 PER_CELL = [stage for stage in STAGES if stage != "roar"]  # roar runs on the configured base cells only
 OPTIONAL = ("road", "dissect")  # per-cell stages a config can switch off
+IMAGE_ONLY = ("explain", "actmax", "roar", "road", "dissect")  # stages that need images (not 2-D points)
 
 
-def per_cell_stages(enabled=OPTIONAL) -> list[str]:
-    return [stage for stage in PER_CELL if stage not in OPTIONAL or stage in enabled]
+def per_cell_stages(enabled=OPTIONAL, inputs: str = "images") -> list[str]:
+    """The per-cell stages a cell runs: optional ones only when enabled, image ones only on images."""
+    return [stage for stage in PER_CELL if (stage not in OPTIONAL or stage in enabled)
+            and (inputs == "images" or stage not in IMAGE_ONLY)]
 
 
-def stage_files(cell_dir: str, enabled=OPTIONAL) -> list[str]:
+def stage_files(cell_dir: str, enabled=OPTIONAL, inputs: str = "images") -> list[str]:
     """The files of every per-cell stage, for a cell folder pattern."""
-    return [f"{cell_dir}/{STAGES[stage][0]}" for stage in per_cell_stages(enabled)]
+    return [f"{cell_dir}/{STAGES[stage][0]}" for stage in per_cell_stages(enabled, inputs)]
+
+
+def inputs_of(cell: dict) -> str:
+    """'images' or 'points' (the 2-D toy study): what the cell's dataset holds."""
+    return data.spec(cell["dataset"]).inputs
 
 
 def cell_folder(results_root, cell: dict) -> Path:
@@ -173,7 +187,7 @@ def collect(results_root: str | Path, cells: list[dict], roar_cells=(),
     for cell in cells:
         folder = cell_folder(results_root, cell)
         path_key = f"{cell['study']}/{cell['arch']}/{cell['reg']}/seed{cell['seed']}"
-        for stage in per_cell_stages(enabled) + (["roar"] if path_key in set(roar_cells) else []):
+        for stage in per_cell_stages(enabled, inputs_of(cell)) + (["roar"] if path_key in set(roar_cells) else []):
             filename, reader = STAGES[stage]
             path = folder / filename
             if not path.exists():

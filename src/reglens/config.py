@@ -10,6 +10,7 @@ import yaml
 
 from reglens import actmax, attribution, data, dissect, models, regularizers, roar, robustness
 from reglens.data import broden as broden_io
+from reglens.data import clusters2d
 from reglens.train import TRAIN_DEFAULTS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -97,10 +98,12 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_message(e) for e in errors[:10]))
     cfg.setdefault("device", "auto")
     cfg.setdefault("torch_threads", 1)
+    cfg.setdefault("retries", 2)
     cfg.setdefault("partial", False)
     cfg.setdefault("data", {})
     cfg["data"].setdefault("root", "resources")
     cfg["data"].setdefault("offline_dir", None)
+    cfg["data"]["clusters2d"] = {**clusters2d.CLUSTERS2D_DEFAULTS, **cfg["data"].get("clusters2d", {})}
     cfg.setdefault("robustness", {})
     cfg["explain"] = {**attribution.EXPLAIN_DEFAULTS, **cfg.get("explain", {})}
     cfg["actmax"] = {**actmax.ACTMAX_DEFAULTS, **cfg.get("actmax", {})}
@@ -115,13 +118,23 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
         study.setdefault("model", {})
         study.setdefault("train", {})
         ds = data.DATASETS[study["dataset"]]
+        for j, arch in enumerate(study["archs"]):
+            if models.MODELS[arch].inputs != ds.inputs:
+                fits = sorted(a for a, m in models.MODELS.items() if m.inputs == ds.inputs)
+                raise ConfigError(f"studies.{sname}.archs[{j}]: {arch!r} takes {models.MODELS[arch].inputs}, but "
+                                  f"{ds.name} holds {ds.inputs}; architectures for {ds.name}: {fits}")
+        if "depth" in study["model"] and any(models.MODELS[a].square_dim is None for a in study["archs"]):
+            raise ConfigError(f"studies.{sname}.model.depth: only the mlp architecture has a depth; "
+                              f"this study's archs are {study['archs']}")
         for i, reg in enumerate(study["regularizers"]):
             where = f"studies.{sname}.regularizers[{i}]"
             _check_variant(reg, variants, where)
-            try:
-                regularizers.build(reg, variants).check_task(ds.channels * ds.size ** 2, ds.num_classes)
-            except ValueError as exc:
-                raise ConfigError(f"{where} ({reg!r} on {ds.name}): {exc.args[0]}") from None
+            for arch in study["archs"]:
+                try:
+                    regularizers.build(reg, variants).check_task(ds.channels * ds.size ** 2, ds.num_classes,
+                                                                 models.MODELS[arch].square_dim)
+                except ValueError as exc:
+                    raise ConfigError(f"{where} ({reg!r} on {ds.name}/{arch}): {exc.args[0]}") from None
     _check_roar(cfg)
     return cfg
 
@@ -159,20 +172,27 @@ GRID_KEYS = {"studies": None, "archs": "archs", "regularizers": "regularizers", 
 
 def expand_roar_cells(cfg: dict) -> list[str]:
     """roar.cells as cell paths: each entry is a path (study/arch/reg/seed<k>) or a grid
-    {studies, archs, regularizers, seeds}, each a list or 'all' (every value the study has)."""
-    configured = {cell.path for cell in cells(cfg)}
+    {studies, archs, regularizers, seeds}, each a list or 'all' (every value the study has; for
+    studies, every study of images: ROAR ranks pixels, which 2-D points do not have)."""
+    configured = {cell.path for cell in cells(cfg) if data.spec(cell.dataset).inputs == "images"}
+    points = {name for name, s in cfg["studies"].items() if data.spec(s["dataset"]).inputs != "images"}
     out = []
     for i, entry in enumerate(cfg["roar"]["cells"]):
         if isinstance(entry, str):
+            if entry.split("/")[0] in points:
+                raise ConfigError(f"roar.cells[{i}]: {entry!r} is a cell of 2-D points; ROAR needs images")
             if entry not in configured:
                 raise ConfigError(f"roar.cells[{i}]: {entry!r} is not a configured cell (study/arch/reg/seed<k>)")
             paths = [entry]
         else:
-            studies = list(cfg["studies"]) if entry.get("studies", "all") == "all" else entry["studies"]
+            studies = [s for s in cfg["studies"] if s not in points] if entry.get("studies", "all") == "all" \
+                else entry["studies"]
             paths = []
             for study in studies:
                 if study not in cfg["studies"]:
                     raise ConfigError(f"roar.cells[{i}].studies: {study!r} is not a study; studies: {sorted(cfg['studies'])}")
+                if study in points:
+                    raise ConfigError(f"roar.cells[{i}].studies: {study!r} holds 2-D points; ROAR needs images")
                 s = cfg["studies"][study]
                 axes = {}
                 for key in ("archs", "regularizers", "seeds"):

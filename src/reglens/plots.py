@@ -13,6 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from reglens import data  # noqa: E402
 
 from reglens.io import atomic_path, load_torch, read_csv, read_json  # noqa: E402
 
@@ -52,7 +55,9 @@ def boundary_maps(maps, rows: pd.DataFrame, span: float, path, title: str = "") 
 
 
 def reliability(table: pd.DataFrame, summary: dict, path, title: str = "") -> None:
-    fig, ax = plt.subplots(figsize=(3.8, 3.8))
+    """The reliability diagram, and beside it the distribution of the top-class probability on the
+    test set (the same bins' counts: confidence penalty and label smoothing shift it left)."""
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(7.4, 3.6))
     width = table.upper - table.lower
     ax.bar(table.lower, table.accuracy.fillna(0), width=width, align="edge", edgecolor="k", alpha=0.7,
            label="accuracy")
@@ -60,7 +65,101 @@ def reliability(table: pd.DataFrame, summary: dict, path, title: str = "") -> No
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title=f"{title} ECE {summary['ece']:.3f}")
     ax.legend(fontsize=7)
+    hist.bar(table.lower, table["count"] / table["count"].sum(), width=width, align="edge", edgecolor="k",
+             color="C1", alpha=0.7)
+    hist.set(xlabel="top-class probability", ylabel="share of test images", xlim=(0, 1),
+             title="predicted-score distribution")
+    fig.tight_layout()
     save(fig, path)
+
+
+def learning_curves(history: pd.DataFrame, path, title: str = "") -> None:
+    """Loss and accuracy per epoch, training (dashed) and test (solid), and the generalization gap."""
+    fig, (loss, acc) = plt.subplots(1, 2, figsize=(8, 3.2))
+    for split, style in (("train", "--"), ("test", "-")):
+        loss.plot(history.epoch, history[f"{split}_loss"], style, label=split)
+        acc.plot(history.epoch, history[f"{split}_acc"], style, label=split)
+    gap = history.test_loss - history.train_loss
+    loss.set(xlabel="epoch", ylabel="loss", title=f"{title} gap (test - train loss) at end {gap.iloc[-1]:+.3f}, "
+                                                  f"max {gap.max():+.3f}")
+    acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
+    loss.legend(fontsize=7)
+    loss.title.set_fontsize(8)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def weight_histograms(table: pd.DataFrame, path, title: str = "") -> None:
+    """Per conv/linear layer: the histogram of its weights (log count), range +-max|w|."""
+    layers = list(dict.fromkeys(table.layer))
+    cols = min(4, len(layers))
+    rows = -(-len(layers) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows), squeeze=False)
+    for ax, layer in zip(axes.flat, layers):
+        d = table[table.layer == layer]
+        ax.bar(d.low, d["count"].clip(lower=0.5), width=d.high - d.low, align="edge", color="C0")
+        ax.set_yscale("log")
+        ax.set_title(layer, fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    fig.suptitle(f"{title} weights per layer (log count)", fontsize=8)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def _upsample(tile: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour upsampling of an (h, w, 3) tile to (size, size, 3)."""
+    rows = (np.arange(size) * tile.shape[0] // size)
+    cols = (np.arange(size) * tile.shape[1] // size)
+    return tile[rows][:, cols]
+
+
+def feature_grid(blob: dict, path, title: str = "", image: int = 0) -> None:
+    """One test image and, per named layer, its first channels' activations (each on its own scale)."""
+    size = max([blob["images"].shape[-1]] + [m.shape[-1] for m in blob["maps"].values()])
+    rows, labels = [], []
+    for layer, maps in blob["maps"].items():
+        rows.append([_upsample(_image_tile(blob["images"][image]), size)]
+                    + [_upsample(_map_tile(maps[image, c].numpy()), size) for c in range(maps.shape[1])])
+        labels.append(layer.removeprefix("body."))
+    mosaic(rows, path, labels, ["image", *[f"ch {c}" for c in range(len(rows[0]) - 1)]], title)
+
+
+REGION_COLORS = np.array(plt.get_cmap("tab10").colors)[:, :3]
+
+
+def _region_axes(ax, grid, half: float, x_train=None, y_train=None, title: str = "") -> None:
+    """The predicted class over the plane (square of half-width `half`) and the training points."""
+    rgb = 0.35 + 0.65 * REGION_COLORS[np.asarray(grid, dtype=int) % 10]
+    ax.imshow(rgb, origin="lower", extent=(-half, half, -half, half), interpolation="nearest")
+    if x_train is not None:
+        pts = x_train.reshape(len(x_train), -1)[:, :2].numpy() / 255 * 2 * half - half
+        ax.scatter(pts[:, 0], pts[:, 1], c=REGION_COLORS[y_train.numpy() % 10], s=3, edgecolors="k",
+                   linewidths=0.2)
+    ax.set(xlim=(-half, half), ylim=(-half, half), title=title)
+    ax.title.set_fontsize(8)
+    ax.set_aspect("equal")
+
+
+def regions(blob: dict, path, title: str = "") -> None:
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    _region_axes(ax, blob["grids"][-1], blob["half_width"], blob["x_train"], blob["y_train"],
+                 f"{title} epoch {blob['epochs'][-1]}")
+    save(fig, path)
+
+
+def regions_animation(blob: dict, path, title: str = "", ms_per_frame: int = 250) -> None:
+    """A GIF of the decision regions after every epoch (from the grids saved while training)."""
+    frames = []
+    for grid, epoch in zip(blob["grids"], blob["epochs"]):
+        fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=80)
+        _region_axes(ax, grid, blob["half_width"], blob["x_train"], blob["y_train"], f"{title} epoch {epoch}")
+        fig.canvas.draw()
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
+        plt.close(fig)
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
 
 
 def spectrum(table: pd.DataFrame, path, title: str = "") -> None:
@@ -85,6 +184,14 @@ def _image_tile(image) -> np.ndarray:
     """(C, H, W) pixels in [0, 1] -> (H, W, 3) RGB (grayscale repeated)."""
     array = np.asarray(image, dtype=float).transpose(1, 2, 0).clip(0, 1)
     return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
+
+
+def _stretched_tile(image) -> np.ndarray:
+    """(C, H, W) -> (H, W, 3) stretched to the image's own min..max: activation maximization leaves the
+    data range, and clipping it to [0, 1] would show saturated blocks."""
+    array = np.asarray(image, dtype=float)
+    lo, hi = array.min(), array.max()
+    return _image_tile((array - lo) / (hi - lo) if hi > lo else np.zeros_like(array))
 
 
 def _map_tile(saliency, cmap=plt.get_cmap("inferno")) -> np.ndarray:
@@ -133,7 +240,7 @@ def actmax_grid(blob: dict, path, title: str = "") -> None:
     images, layers, units = blob["images"], blob["layers"], blob["units"]
     names = [f"{layer.removeprefix('body.')}:{unit}" for layer, unit in zip(layers, units)]
     cols = min(10, len(images))
-    tiles = [[_image_tile(images[k]) for k in range(start, min(start + cols, len(images)))]
+    tiles = [[_stretched_tile(images[k]) for k in range(start, min(start + cols, len(images)))]
              for start in range(0, len(images), cols)]
     blank = np.ones_like(tiles[0][0])
     tiles[-1] += [blank] * (cols - len(tiles[-1]))
@@ -238,72 +345,248 @@ def save_both(fig, stem) -> list[str]:
     return paths
 
 
-def metric_by_regularizer(summary: pd.DataFrame, metric: str, stem, ylabel: str | None = None) -> list[str]:
-    """Mean over seeds with its 95% confidence interval, one panel per study, bars per architecture."""
-    sns = _seaborn()
+def _reg_order(regs) -> list[str]:
+    return sorted(set(regs), key=lambda r: (r != "none", r))
+
+
+def _seed_points(ax, points: pd.DataFrame, rows: pd.DataFrame, x_of, color, offset: float = 0.0) -> None:
+    """Every seed as a point, the mean as a bar-free tick, and the bootstrap interval as a line where
+    it exists (3 or more seeds); with fewer seeds the points are the whole story."""
+    xs = points.reg.map(x_of) + offset
+    ax.scatter(xs, points.value, s=14, color=color, alpha=0.75, zorder=3, linewidths=0)
+    for row in rows.itertuples():
+        x = x_of[row.reg] + offset
+        ax.plot([x - 0.12, x + 0.12], [row.mean, row.mean], color=color, lw=2, zorder=4)
+        if pd.notna(row.ci_low):
+            ax.plot([x, x], [row.ci_low, row.ci_high], color=color, lw=1, zorder=2)
+
+
+def metric_by_regularizer(tidy: pd.DataFrame, summary: pd.DataFrame, metric: str, stem,
+                          ylabel: str | None = None) -> list[str]:
+    """Seed-level values (points), their mean (tick) and bootstrap interval (line, 3+ seeds), one
+    panel per study, one colour per architecture."""
+    _seaborn()
     data = summary[summary.metric == metric]
+    points = tidy[tidy.metric == metric]
     studies = sorted(data.study.unique())
-    fig, axes = plt.subplots(1, len(studies), figsize=(max(4, 0.9 * data.reg.nunique() + 2) * len(studies), 3.4),
+    fig, axes = plt.subplots(1, len(studies), figsize=(max(4, 0.8 * data.reg.nunique() + 2) * len(studies), 3.2),
                              squeeze=False)
     for ax, study in zip(axes.flat, studies):
-        d = data[data.study == study]
-        order = sorted(d.reg.unique(), key=lambda r: (r != "none", r))
+        d, p = data[data.study == study], points[points.study == study]
+        order = _reg_order(d.reg)
+        x_of = {r: i for i, r in enumerate(order)}
         archs = sorted(d.arch.unique())
-        sns.barplot(d, x="reg", y="mean", hue="arch", order=order, hue_order=archs, ax=ax, errorbar=None)
-        width = 0.8 / len(archs)
         for j, arch in enumerate(archs):
-            da = d[d.arch == arch].set_index("reg").reindex(order)
-            xs = [i - 0.4 + width * (j + 0.5) for i in range(len(order))]
-            err = [(da["mean"] - da.ci_low).fillna(0).clip(lower=0), (da.ci_high - da["mean"]).fillna(0).clip(lower=0)]
-            ax.errorbar(xs, da["mean"], yerr=err, fmt="none", ecolor="k", capsize=2, lw=0.8)
-        ax.set(xlabel="", ylabel=ylabel or metric, title=study)
-        ax.tick_params(axis="x", rotation=40)
+            offset = 0.25 * (j - (len(archs) - 1) / 2) if len(archs) > 1 else 0.0
+            _seed_points(ax, p[p.arch == arch], d[d.arch == arch], x_of, plt.get_cmap("tab10")(j), offset)
+            ax.plot([], [], "o", color=plt.get_cmap("tab10")(j), label=arch)
+        ax.set_xticks(range(len(order)), order, rotation=40)
+        n = int(d.n.max())
+        ax.set(xlabel="", ylabel=ylabel or metric, title=f"{study} ({n} seed{'s' if n != 1 else ''})")
+        if len(archs) > 1:
+            ax.legend(fontsize=7)
     return save_both(fig, stem)
 
 
-def per_method(summary: pd.DataFrame, method_of, stem, ylabel: str) -> list[str]:
-    """One explainability measure for every attribution method: bars per regularizer, one panel per
-    study x architecture. `method_of(metric)` returns the method name, or None for other metrics."""
-    sns = _seaborn()
+def per_method(tidy: pd.DataFrame, summary: pd.DataFrame, method_of, stem, ylabel: str) -> list[str]:
+    """One explainability measure for every attribution method: seed points, mean tick and bootstrap
+    interval per regularizer, a panel per method, a row per study x architecture.
+    `method_of(metric)` returns the method name, or None for other metrics."""
+    _seaborn()
     d = summary.assign(method=summary.metric.map(method_of)).dropna(subset=["method"])
     d = d[d.method != "random"] if d.method.nunique() > 1 else d
     if d.empty:
         return []
-    d = d.assign(panel=d.study + " / " + d.arch)
-    order = sorted(d.reg.unique(), key=lambda r: (r != "none", r))
-    g = sns.catplot(d, x="method", y="mean", hue="reg", hue_order=order, col="panel", kind="bar",
-                    errorbar=None, height=3.2, aspect=max(1.2, 0.25 * d.method.nunique() * len(order) / 3))
-    g.set_axis_labels("", ylabel)
-    for ax in g.axes.flat:
-        ax.tick_params(axis="x", rotation=40)
-    return save_both(g.figure, stem)
+    p = tidy.assign(method=tidy.metric.map(method_of)).dropna(subset=["method"])
+    panels = sorted(set(zip(d.study, d.arch, d.method)))  # only what was measured
+    order = _reg_order(d.reg)
+    x_of = {r: i for i, r in enumerate(order)}
+    cols = min(6, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(2.4, 0.42 * len(order) + 0.9) * cols, 2.7 * rows),
+                             squeeze=False, sharey=True, layout="constrained")
+    for ax, (study, arch, method) in zip(axes.flat, panels):
+        sel = (d.study == study) & (d.arch == arch) & (d.method == method)
+        psel = (p.study == study) & (p.arch == arch) & (p.method == method)
+        _seed_points(ax, p[psel], d[sel], x_of, "C0")
+        ax.set_xticks(range(len(order)), order, rotation=60, fontsize=7)
+        ax.set_title(f"{method}\n{study}/{arch}, {int(d[sel].n.max())} seeds", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    return save_both(fig, stem)
+
+
+def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05) -> list[str]:
+    """Regularizer x measure heatmap per study x architecture: colour = paired difference from `none`
+    in units of the measure's SD over the panel's cells, oriented so green is better; the number is
+    the raw difference; * marks p_Holm < alpha."""
+    panels = sorted(set(zip(card.study, card.arch)))
+    if not panels:
+        return []
+    cols = list(dict.fromkeys(card.measure))  # every panel gets every column, so the columns align
+    info = card.drop_duplicates("measure").set_index("measure")
+    heights = [max(1, card[(card.study == s) & (card.arch == a)].reg.nunique()) for s, a in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(0.95 * len(cols) + 2.5, 0.5 * sum(heights) + 1.0 * len(panels) + 1.4),
+                             squeeze=False, gridspec_kw={"height_ratios": heights}, layout="constrained")
+    cmap = plt.get_cmap("RdYlGn")
+    for k, (ax, (study, arch)) in enumerate(zip(axes.flat, panels)):
+        d = card[(card.study == study) & (card.arch == arch)]
+        regs = sorted(d.reg.unique())
+        gain = d.pivot_table(index="reg", columns="measure", values="gain", aggfunc="first").reindex(index=regs, columns=cols)
+        ax.imshow(gain.to_numpy(dtype=float).clip(-2, 2), cmap=cmap, vmin=-2, vmax=2, aspect="auto")
+        ax.grid(False)
+        for r, reg in enumerate(regs):
+            for c, m in enumerate(cols):
+                row = d[(d.reg == reg) & (d.measure == m)]
+                if row.empty:
+                    continue
+                row = row.iloc[0]
+                text = "–" if pd.isna(row.mean_diff) else f"{row.mean_diff:+.2g}" + ("*" if row.p_holm < alpha else "")
+                ax.text(c, r, text, ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(cols)))
+        if k == len(panels) - 1:
+            ax.set_xticklabels([f"{info.label[m]} {'↑' if info.better[m] > 0 else '↓'}\n({info.group[m]})"
+                                for m in cols], fontsize=7, rotation=40, ha="right")
+        else:
+            ax.set_xticklabels([])
+        ax.set_yticks(range(len(regs)), regs, fontsize=8)
+        n = int(d.n_pairs.max())
+        ax.set_title(f"{study} / {arch}: difference from none ({n} paired seed{'s' if n != 1 else ''}; "
+                     f"colour: SDs, green = better; * p_Holm < {alpha}; blank: not measured)", fontsize=8)
+    return save_both(fig, stem)
+
+
+def agreement(table: pd.DataFrame, stem_prefix) -> list[str]:
+    """Per study: the Spearman correlation between measures across cells; a dot marks entries whose
+    95% interval excludes 0, a blank an undefined one."""
+    made = []
+    for study, d in table.groupby("study"):
+        names = sorted(set(d.measure_a) | set(d.measure_b))
+        index = {n: i for i, n in enumerate(names)}
+        grid = np.full((len(names), len(names)), np.nan)
+        for row in d.itertuples():
+            grid[index[row.measure_a], index[row.measure_b]] = grid[index[row.measure_b], index[row.measure_a]] = row.rho
+        fig, ax = plt.subplots(figsize=(0.42 * len(names) + 3, 0.42 * len(names) + 2))
+        ax.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1)
+        ax.grid(False)
+        for row in d.itertuples():
+            if row.defined and (row.ci_low > 0 or row.ci_high < 0):
+                for a, b in ((row.measure_a, row.measure_b), (row.measure_b, row.measure_a)):
+                    ax.plot(index[b], index[a], "k.", ms=4)
+        ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_title(f"{study}: Spearman across cells (n ≤ {int(d.n_cells.max())}); • interval excludes 0", fontsize=8)
+        made += save_both(fig, Path(f"{stem_prefix}_{study}"))
+    return made
+
+
+def _lines_with_runs(d: pd.DataFrame, x: str, y: str, col: str, row: str, xlabel: str, ylabel: str, runs: int, stem):
+    """Mean line per regularizer (bootstrap 95% band only with 3+ runs per point) and every run as a point."""
+    sns = _seaborn()
+    order = _reg_order(d.reg)
+    palette = dict(zip(order, sns.color_palette("tab10", len(order))))
+    g = sns.relplot(d, x=x, y=y, hue="reg", hue_order=order, palette=palette, col=col, row=row, kind="line",
+                    errorbar=("ci", 95) if runs >= 3 else None, height=2.6, aspect=1.1)
+    g.map_dataframe(sns.scatterplot, x=x, y=y, hue="reg", hue_order=order, palette=palette, s=10, alpha=0.5,
+                    legend=False)
+    g.set_axis_labels(xlabel, ylabel)
+    g.set_titles("{row_name} | {col_name}")
+    return g
 
 
 def roar_study(curves: pd.DataFrame, stem) -> list[str]:
-    """ROAR / KAR per study and learner: one panel per mode x method, a line per base regularizer (mean
-    over base seeds and retrain seeds that fitted, 95% interval), the random baseline in each panel."""
-    sns = _seaborn()
+    """ROAR / KAR per study: one panel per mode x method, a line per base regularizer (mean over base
+    seeds and retrain seeds that fitted), each run a point, the random baseline in each panel."""
     d = curves[curves.fitted.astype(bool)].assign(panel=lambda f: f["mode"].str.upper() + " | " + f.method)
     if d.empty:  # no retrain fitted: nothing to average (the per-cell figures show every run)
         return []
-    g = sns.relplot(d, x="fraction", y="test_acc", hue="reg", col="panel", row="study", kind="line", marker="o",
-                    errorbar=("ci", 95), height=2.6, aspect=1.1, facet_kws={"sharey": True})
-    g.set_axis_labels("fraction removed (ROAR) / kept (KAR)", "retrained test accuracy")
-    g.set_titles("{row_name} | {col_name}")
+    runs = int(d.groupby(["study", "reg", "panel", "fraction"]).size().min())
+    g = _lines_with_runs(d, "fraction", "test_acc", "panel", "study", "fraction removed (ROAR) / kept (KAR)",
+                         "retrained test accuracy", runs, stem)
     g.set(ylim=(0, 1.02))
     return save_both(g.figure, stem)
 
 
 def robustness_study(attacks: pd.DataFrame, stem) -> list[str]:
-    sns = _seaborn()
     steps = attacks[attacks.attack == "pgd"].steps.max()
     d = attacks[(attacks.attack == "fgsm") | (attacks.steps == steps)]
     d = d.assign(attack=d.attack.where(d.attack == "fgsm", f"pgd-{steps}").str.upper())
-    g = sns.relplot(d, x="eps", y="accuracy", hue="reg", col="arch", row="attack", kind="line", marker="o",
-                    errorbar=("ci", 95), height=2.8, aspect=1.1)
-    g.set_axis_labels(f"eps ({d.norm.iloc[0]}, pixel units)", "accuracy")
-    g.set_titles("{row_name} | {col_name}")
+    runs = int(d.groupby(["arch", "reg", "attack", "eps"]).size().min())
+    g = _lines_with_runs(d, "eps", "accuracy", "arch", "attack", f"eps ({d.norm.iloc[0]}, pixel units)", "accuracy",
+                         runs, stem)
     return save_both(g.figure, stem)
+
+
+def learning_study(history: pd.DataFrame, stem) -> list[str]:
+    """Test loss and accuracy per epoch: a column per study x architecture, a colour per regularizer,
+    each seed a thin line, the mean over seeds bold."""
+    panels = sorted(set(zip(history.study, history.arch)))
+    order = _reg_order(history.reg)
+    colors = dict(zip(order, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 5.6), squeeze=False)
+    for j, (study, arch) in enumerate(panels):
+        d = history[(history.study == study) & (history.arch == arch)]
+        for i, col in enumerate(("test_loss", "test_acc")):
+            ax = axes[i, j]
+            for reg, g in d.groupby("reg"):
+                for _, seed in g.groupby("seed"):
+                    ax.plot(seed.epoch, seed[col], color=colors[reg], lw=0.6, alpha=0.4)
+                mean = g.groupby("epoch")[col].mean()
+                ax.plot(mean.index, mean.values, color=colors[reg], lw=2, label=reg)
+            ax.set(xlabel="epoch", ylabel=col.replace("_", " "), title=f"{study} / {arch}" if i == 0 else "")
+        axes[0, j].legend(fontsize=6)
+    fig.tight_layout()
+    return save_both(fig, stem)
+
+
+def weights_study(hist: pd.DataFrame, stem, layers: int = 4) -> list[str]:
+    """Per study x architecture, its first `layers` conv/linear layers: the weight histogram of each
+    regularizer's first seed (log count, on each layer's own range)."""
+    made = []
+    for (study, arch), d in hist.groupby(["study", "arch"]):
+        d = d[d.seed == d.seed.min()]
+        names = list(dict.fromkeys(d.layer))[:layers]
+        order = _reg_order(d.reg)
+        colors = dict(zip(order, plt.get_cmap("tab10").colors))
+        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
+        for ax, layer in zip(axes.flat, names):
+            for reg in order:
+                g = d[(d.reg == reg) & (d.layer == layer)]
+                top = g.high.max()
+                ax.step((g.low + g.high) / 2 / top, g["count"].clip(lower=0.5), where="mid", color=colors[reg],
+                        label=reg, lw=1)
+            ax.set(yscale="log", xlabel="weight / max |weight| of the layer", title=layer)
+            ax.title.set_fontsize(8)
+        axes[0, 0].set_ylabel("count")
+        axes[0, -1].legend(fontsize=6)
+        fig.suptitle(f"{study} / {arch}: weight distributions (seed {d.seed.min()})", fontsize=9)
+        fig.tight_layout()
+        made += save_both(fig, Path(f"{stem}_{study}_{arch}"))
+    return made
+
+
+def features_across_regularizers(blobs: dict, stem, image: int = 0) -> list[str]:
+    """One test image: a row per regularizer and named layer, a column per channel (own scales)."""
+    size = max([b["images"].shape[-1] for b in blobs.values()]
+               + [m.shape[-1] for b in blobs.values() for m in b["maps"].values()])
+    rows, labels = [], []
+    for reg, blob in blobs.items():
+        for layer, maps in blob["maps"].items():
+            rows.append([_upsample(_image_tile(blob["images"][image]), size)]
+                        + [_upsample(_map_tile(maps[image, c].numpy()), size) for c in range(maps.shape[1])])
+            labels.append(f"{reg} {layer.removeprefix('body.')}")
+    return mosaic_both(rows, stem, labels, ["image", *[f"ch {c}" for c in range(len(rows[0]) - 1)]])
+
+
+def regions_across_regularizers(blobs: dict, stem) -> list[str]:
+    """The toy study's final decision regions, one panel per regularizer (first seed)."""
+    fig, axes = plt.subplots(1, len(blobs), figsize=(3.0 * len(blobs), 3.2), squeeze=False)
+    for ax, (reg, blob) in zip(axes.flat, blobs.items()):
+        _region_axes(ax, blob["grids"][-1], blob["half_width"], blob["x_train"], blob["y_train"], reg)
+    fig.tight_layout()
+    return save_both(fig, stem)
 
 
 def explain_across_regularizers(maps_by_reg: dict, stem, image: int = 0) -> list[str]:
@@ -319,7 +602,7 @@ def actmax_across_regularizers(blobs: dict, stem) -> list[str]:
     """Class-logit maximization images: rows = regularizers, columns = classes."""
     regs = list(blobs)
     logits = [k for k, layer in enumerate(blobs[regs[0]]["layers"]) if layer == "logit"]
-    tiles = [[_image_tile(blobs[r]["images"][k]) for k in logits] for r in regs]
+    tiles = [[_stretched_tile(blobs[r]["images"][k]) for k in logits] for r in regs]
     return mosaic_both(tiles, stem, regs, [f"class {blobs[regs[0]]['units'][k]}" for k in logits])
 
 
@@ -331,6 +614,12 @@ def mosaic_both(tiles, stem, row_labels, col_labels) -> list[str]:
     return paths
 
 
+def _features_figure(cell, path, title):
+    blob = load_torch(cell / "robustness" / "features.pt")
+    if blob["maps"]:  # none for 2-D points
+        feature_grid(blob, path, title)
+
+
 def _boundary_figure(cell, path, title):
     maps = load_torch(cell / "robustness" / "boundary_maps.pt")
     boundary_maps(maps["maps"], read_csv(cell / "robustness" / "boundary.csv"), maps["span"], path, title)
@@ -338,6 +627,13 @@ def _boundary_figure(cell, path, title):
 
 # per-cell figure -> (the stage whose outputs it draws, those files under the cell folder, drawer)
 CELL_FIGURES = {
+    "learning_curves.png": ("train", ["history.csv"],
+                            lambda c, p, t: learning_curves(read_csv(c / "history.csv"), p, t)),
+    "regions.png": ("regions", ["regions.pt"], lambda c, p, t: regions(load_torch(c / "regions.pt"), p, t)),
+    "regions.gif": ("regions", ["regions.pt"], lambda c, p, t: regions_animation(load_torch(c / "regions.pt"), p, t)),
+    "weights.png": ("robustness", ["robustness/weight_hist.csv"],
+                    lambda c, p, t: weight_histograms(read_csv(c / "robustness/weight_hist.csv"), p, t)),
+    "features.png": ("robustness", ["robustness/features.pt"], lambda c, p, t: _features_figure(c, p, t)),
     "attack_curves.png": ("robustness", ["robustness/attacks.csv"],
                           lambda c, p, t: attack_curves(read_csv(c / "robustness/attacks.csv"), p, t)),
     "boundaries.png": ("robustness", ["robustness/boundary_maps.pt", "robustness/boundary.csv"], _boundary_figure),
@@ -357,8 +653,12 @@ CELL_FIGURES = {
 }
 
 
-def cell_figure_sources(stages) -> list[str]:
-    """The files under a cell folder that its figures are drawn from, for the given stages."""
+def cell_figure_sources(stages, cell: dict | None = None) -> list[str]:
+    """The files under a cell folder that its figures are drawn from, for the given stages; for a
+    cell of 2-D points (the toy study), without the image-only stages and with its decision regions."""
+    stages = set(stages)
+    if cell is not None and data.spec(cell["dataset"]).inputs == "points":
+        stages = (stages - {"explain", "roar", "road", "dissect"}) | {"regions"}
     return [source for stage, sources, _ in CELL_FIGURES.values() if stage in stages for source in sources]
 
 
@@ -370,7 +670,8 @@ def cell_figures(cell_dir, out_dir, title: str) -> list[str]:
     for name, (_, sources, draw) in CELL_FIGURES.items():
         if all((cell_dir / source).exists() for source in sources):
             draw(cell_dir, out_dir / name, title)
-            made.append(str(out_dir / name))
+            if (out_dir / name).exists():  # a drawer may have nothing to draw (feature maps of 2-D points)
+                made.append(str(out_dir / name))
     return made
 
 
@@ -384,8 +685,18 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers:
     tmp.mkdir(parents=True)
     made = []
     summary = read_csv(tables_dir / "summary.csv")
+    tidy = read_csv(tables_dir / "metrics.csv")
     present = set(summary.metric)
-    labels = {"test_acc": "test accuracy", "ece": "expected calibration error",
+    card = read_csv(tables_dir / "scorecard.csv")
+    if len(card):
+        made += scorecard(card, tmp / "scorecard")
+    agree = read_csv(tables_dir / "agreement.csv")
+    if agree.defined.astype(bool).any():
+        made += agreement(agree[agree.defined.astype(bool)], tmp / "agreement")
+    labels = {"test_acc": "test accuracy", "train_seconds": "training time (s)",
+              "gap_final": "generalization gap (test - train loss, last epoch)",
+              "weights_sparsity": "share of weights below 1e-3 x the layer's max", "ece": "expected calibration error",
+              "nll": "negative log-likelihood", "boundary_distance_adversarial": "distance to boundary (adversarial planes)",
               "tv_isotropic_random": "boundary TV per pixel (random planes)",
               "tv_isotropic_adversarial": "boundary TV per pixel (adversarial planes)",
               "method_agreement_mean": "mean Spearman agreement between methods",
@@ -395,24 +706,23 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers:
               "dissect_detector_fraction": "fraction of units that are concept detectors"}
     for metric, label in labels.items():
         if metric in present:
-            made += metric_by_regularizer(summary, metric, tmp / metric, label)
+            made += metric_by_regularizer(tidy, summary, metric, tmp / metric, label)
     for prefix, label in (("roar_score_", "ROAR score (area vs random)"), ("kar_score_", "KAR score (area vs random)"),
                           ("road_score_", "ROAD score (LeRF - MoRF area)")):
-        made += per_method(summary, lambda m, p=prefix: m.removeprefix(p) if m.startswith(p) else None,
+        made += per_method(tidy, summary, lambda m, p=prefix: m.removeprefix(p) if m.startswith(p) else None,
                            tmp / prefix.rstrip("_"), label)
     for suffix, label in (("_gini", "Gini index of |map| (sparseness)"), ("_entropy", "entropy of |map| (nats)"),
                           ("_mprt_all_layers", "Spearman vs fully randomized model")):
-        made += per_method(summary, lambda m, s=suffix: m.removesuffix(s) if m.endswith(s) else None,
+        made += per_method(tidy, summary, lambda m, s=suffix: m.removesuffix(s) if m.endswith(s) else None,
                            tmp / suffix.strip("_"), label)
-    made += per_method(summary, lambda m: m.removeprefix("dissect_unique_concepts@")
+    made += per_method(tidy, summary, lambda m: m.removeprefix("dissect_unique_concepts@")
                        if m.startswith("dissect_unique_concepts@") else None,
                        tmp / "dissect_by_layer", "unique concepts (one label per unit)")
-    curves = read_csv(tables_dir / "roar_curves.csv")
-    if len(curves):
-        made += roar_study(curves, tmp / "roar_curves")
-    attacks = read_csv(tables_dir / "attacks.csv")
-    if len(attacks):
-        made += robustness_study(attacks, tmp / "robustness_curves")
+    for table, draw, stem in (("roar_curves", roar_study, "roar_curves"), ("attacks", robustness_study, "robustness_curves"),
+                              ("history", learning_study, "learning_curves"), ("weight_hist", weights_study, "weights")):
+        stacked = read_csv(tables_dir / f"{table}.csv")
+        if len(stacked):
+            made += draw(stacked, tmp / stem)
     frame = pd.DataFrame(cells)
     for (study, arch), group in frame.groupby(["study", "arch"]):
         seed = group.seed.min()
@@ -424,6 +734,15 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers:
         acts = {r: load_torch(f / "actmax.pt") for r, f in folders.items() if (f / "actmax.pt").exists()}
         if acts:
             made += actmax_across_regularizers(acts, tmp / f"actmax_{study}_{arch}")
+        cell_dirs = {reg: folder.parent for reg, folder in folders.items()}
+        features = {r: load_torch(c / "robustness" / "features.pt") for r, c in cell_dirs.items()
+                    if (c / "robustness" / "features.pt").exists()}
+        features = {r: b for r, b in features.items() if b["maps"]}
+        if features:
+            made += features_across_regularizers(features, tmp / f"features_{study}_{arch}")
+        grids = {r: load_torch(c / "regions.pt") for r, c in cell_dirs.items() if (c / "regions.pt").exists()}
+        if grids:
+            made += regions_across_regularizers(grids, tmp / f"regions_{study}_{arch}")
     jobs = []
     for cell in cells:
         rel = Path(cell["study"]) / cell["arch"] / cell["reg"] / f"seed{cell['seed']}"

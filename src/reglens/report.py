@@ -2,44 +2,30 @@
 from __future__ import annotations
 
 import base64
+import fnmatch
 import html
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from reglens import measures, stats
 from reglens.dissect import COUNTING
 from reglens.io import atomic_path, read_csv
 
 QUESTION = ("How do regularizers change what a CNN learns, how explainable it is, and how robust it is?")
 
-# metrics shown in the headline table when present: (metric, column title, higher is better)
-HEADLINE = [("test_acc", "test accuracy", True), ("ece", "ECE", False), ("tv_isotropic_random", "boundary TV (random planes)", False)]
-
 
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+    mime = "image/gif" if path.suffix == ".gif" else "image/png"
+    return f'<img alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
 
 
 def _table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     if frame.empty:
         return "<p><em>(empty)</em></p>"
     return frame.to_html(index=False, border=0, classes="t", float_format=lambda v: floatfmt.format(v), na_rep="–")
-
-
-def headline_metrics(summary: pd.DataFrame) -> list[str]:
-    """The headline metrics plus the strongest PGD accuracy column and the explainability scores."""
-    metrics = [m for m, _, _ in HEADLINE if m in set(summary.metric)]
-    pgd = sorted(m for m in summary.metric.unique() if m.startswith("pgd") and "_acc@" in m)
-    if pgd:
-        metrics.append(sorted(pgd, key=lambda m: float(m.split("@")[1]))[len(pgd) // 2])
-    metrics += sorted(m for m in summary.metric.unique() if m.startswith("roar_score_") and not m.endswith("random"))
-    metrics += sorted(m for m in summary.metric.unique() if m.endswith("_gini") and m.split("_gini")[0] in ("saliency", "integrated_gradients", "gradcam"))
-    metrics += [m for m in ("method_agreement_mean", "saliency_mprt_all_layers") if m in set(summary.metric)]
-    metrics += [m for m in ("dissect_unique_concepts", "dissect_unique_concepts_per_category")
-                if m in set(summary.metric)]
-    return metrics
 
 
 def findings(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
@@ -76,51 +62,232 @@ def dissection_note(summary: pd.DataFrame) -> str:
             f"are reported:</p><ul>{items}</ul>")
 
 
+# the report's sections, in the order of the question: (id, title, caption, figure-name patterns)
+SECTIONS = [
+    ("accuracy", "Accuracy and cost",
+     "Test accuracy on clean images (higher is better), the wall-clock time to train a cell (lower is cheaper), "
+     "and the learning curves with the generalization gap (test minus training loss; smaller: less overfitting).",
+     ["test_acc", "train_seconds", "learning_curves", "gap_final"]),
+    ("robustness", "Robustness and decision boundaries",
+     "Accuracy under FGSM and PGD as the L∞ budget grows (higher is more robust); the total variation of the "
+     "predicted class over 2-D planes through test images (lower: smoother decision regions) and the distance to "
+     "the nearest boundary along adversarial planes (higher: farther); for the 2-D toy study, the decision "
+     "regions over the whole plane, exactly (per cell, an animation over epochs).",
+     ["robustness_curves", "regions_*", "tv_*", "boundary_*"]),
+    ("calibration", "Calibration",
+     "Expected calibration error and negative log-likelihood on the test set (lower is better calibrated).",
+     ["ece", "nll"]),
+    ("where", "Where the network looks: attribution maps, faithfulness, sanity",
+     "Maps of each attribution method on fixed test images; faithfulness by ROAR/KAR (retrain on ablated data; "
+     "higher score: removing the ranked pixels hurts more than random) and ROAD (the cell's own model with "
+     "imputation; higher: more faithful); the randomization check (Spearman between maps of the trained and the "
+     "randomized model; lower: the map depends on what was learned); complexity (Gini of |map|, higher: "
+     "sparser; entropy, lower: more concentrated); agreement between methods.",
+     ["maps_*", "roar_curves", "roar_score", "kar_score", "road_score", "*mprt*", "method_agreement_mean", "gini",
+      "entropy"]),
+    ("what", "What it has learned: activation maximization and concepts",
+     "Images that maximize each class logit (each stretched to its own range for display: optimization leaves the "
+     "data range), and Network Dissection: units whose thresholded activation matches a Broden concept "
+     "(more unique concepts and detectors: more units aligned with human concepts); the feature maps of the first "
+     "and last named layers on a test image, and each layer's weight distribution (L1 and elastic net should "
+     "pile weights at zero).",
+     ["actmax_*", "dissect_*", "features_*", "weights_*"]),
+    ("agreement", "Do the measures agree?",
+     "Spearman correlation across all cells of a study between every explainability and robustness measure, "
+     "with the number of cells and a 95% interval (Fisher z, Bonett–Wright standard error).",
+     ["agreement_*"]),
+]
+EMBED_BYTES = 3_000_000  # per-cell figures are embedded up to this many bytes of PNG in all, linked beyond
+
+
+def _section_of(stem: str) -> str | None:
+    for sid, _, _, patterns in SECTIONS:
+        if any(fnmatch.fnmatch(stem, p) for p in patterns):
+            return sid
+    return None
+
+
+def seeds_sentence(summary: pd.DataFrame, warn: bool = True) -> str:
+    if summary.empty:
+        return "No results yet."
+    lo, hi = int(summary.n.min()), int(summary.n.max())
+    count = f"{hi}" if lo == hi else f"{lo} to {hi}"
+    text = (f"Seeds per cell: {count}. Points are individual seeds; a tick is their mean; a line is the percentile "
+            f"bootstrap 95% interval of the mean, drawn only with {stats.MIN_SEEDS_FOR_INTERVAL} or more seeds.")
+    if warn and hi < stats.MIN_SEEDS_FOR_INTERVAL:
+        text += (f" <b>Every difference in this report rests on fewer than {stats.MIN_SEEDS_FOR_INTERVAL} seeds</b>: "
+                 "no interval is shown, and no difference should be read as established.")
+    return text
+
+
+def value_cell(row) -> str:
+    """A summary row as text: the mean and its bootstrap interval, or each seed's value when n < 3."""
+    if row.n >= stats.MIN_SEEDS_FOR_INTERVAL and pd.notna(row.ci_low):
+        return f"{row.mean:.3g} [{row.ci_low:.3g}, {row.ci_high:.3g}]"
+    if row.n == 2:
+        return f"{getattr(row, 'min'):.3g} / {getattr(row, 'max'):.3g}"
+    return f"{row.mean:.3g}"
+
+
+def headline_table(summary: pd.DataFrame, tidy: pd.DataFrame) -> pd.DataFrame:
+    """Per study x arch x regularizer: each scorecard measure (value_cell)."""
+    values = measures.seed_values(tidy)
+    if values.empty:
+        return pd.DataFrame()
+    per = stats.summarize(values.assign(stage="scorecard", metric=values.measure).drop(columns="measure"))
+    per["cell"] = [value_cell(r) for r in per.itertuples()]
+    order = [m.name for m in measures.SCORECARD]
+    table = per.pivot_table(index=["study", "arch", "reg"], columns="metric", values="cell", aggfunc="first")
+    cols = [m for m in order if m in table.columns]
+    table = table[cols]
+    table.columns = [f"{measures.by_name(m).label} {'↑' if measures.by_name(m).better > 0 else '↓'}" for m in cols]
+    table = table.reset_index()
+    return table.sort_values(["study", "arch", "reg"], key=lambda c: c.map(lambda r: (r != "none", r))
+                             if c.name == "reg" else c)
+
+
+def best_per_measure(card: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per study x arch x scorecard measure: the regularizer that moves it most in the better
+    direction, its difference from none and Holm p-value."""
+    if card.empty:
+        return pd.DataFrame()
+    rows = []
+    for (study, arch, measure), d in card.groupby(["study", "arch", "measure"], sort=False):
+        d = d.dropna(subset=["gain"])
+        if d.empty:
+            continue
+        best = d.loc[d.gain.idxmax()]
+        rows.append({"study": study, "arch": arch, "measure": best.label, "group": best.group,
+                     "best": best.reg, "difference from none": f"{best.mean_diff:+.3g}",
+                     "p_Holm": f"{best.p_holm:.2g}" if pd.notna(best.p_holm) else "–",
+                     "significant": "yes" if best.p_holm < alpha else "no"})
+    return pd.DataFrame(rows)
+
+
+def agreement_sentences(table: pd.DataFrame) -> list[str]:
+    """Which measures tell the same story (interval above 0) and which contradict (below 0)."""
+    if table.empty:
+        return ["No two measures were present in enough cells to be compared."]
+    out = []
+    for study, d in table.groupby("study"):
+        defined = d[d.defined.astype(bool)]
+        undefined = len(d) - len(defined)
+        agree = defined[defined.ci_low > 0].sort_values("rho", ascending=False)
+        contra = defined[defined.ci_high < 0].sort_values("rho")
+
+        def pairs(f):
+            return ", ".join(f"{r.measure_a} ~ {r.measure_b} (ρ = {r.rho:+.2f}, n = {r.n_cells})"
+                             for r in f.head(8).itertuples()) + (f" and {len(f) - 8} more" if len(f) > 8 else "")
+        text = (f"<b>{study}</b>: {len(defined)} pairs of measures compared across cells "
+                f"({undefined} undefined: a measure constant or present in fewer than 4 shared cells; counted, not "
+                f"shown). Same story (interval above 0): {pairs(agree) if len(agree) else 'none'}. Contradicting "
+                f"(interval below 0): {pairs(contra) if len(contra) else 'none'}. With {len(defined)} intervals at 95%, "
+                f"about {0.05 * len(defined):.0f} would exclude 0 by chance alone; cells of one study share data and "
+                "architecture, so these are associations across regularizers and seeds, not causal links.")
+        out.append(text)
+    return out
+
+
+def _cells_section(figures_dir: Path) -> str:
+    cell_dirs = sorted({p.parent for p in (figures_dir / "cells").rglob("*.png")})
+    shown = ("*.png", "*.gif")
+    if not cell_dirs:
+        return "<p>No per-cell figures.</p>"
+    embed = sum(p.stat().st_size for d in cell_dirs for pattern in shown for p in d.glob(pattern)) <= EMBED_BYTES
+    parts = [f"<p>{len(cell_dirs)} cells." + ("" if embed else f" Their figures exceed {EMBED_BYTES / 1e6:.0f} MB, so "
+                                                               "they are linked (under <code>figures/cells/</code>, "
+                                                               "next to this report), not embedded.") + "</p>"]
+    for d in cell_dirs:
+        rel = d.relative_to(figures_dir / "cells")
+        body = "".join(f"<h4>{html.escape(p.stem)}</h4>{_img(p)}" if embed else
+                       f'<a href="figures/cells/{html.escape(str(rel))}/{html.escape(p.name)}">{html.escape(p.stem)}</a> '
+                       for p in sorted(p for pattern in shown for p in d.glob(pattern)))
+        parts.append(f"<details><summary>{html.escape(str(rel))}</summary>{body}</details>")
+    return "".join(parts)
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+         ".scroll{overflow-x:auto;max-width:100%}"
+         "table.t{border-collapse:collapse;font-size:12px;margin:1em 0}"
+         "table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}"
+         "img{max-width:100%;height:auto;margin:1em 0;border:1px solid #eee}"
+         "pre{background:#f6f6f6;padding:1em;font-size:11px;overflow-x:auto}"
+         "p.caption{color:#444;max-width:60em} nav ol{columns:2} details{margin:.3em 0}")
+
+
 def build(tables_dir, figures_dir, config: dict, out_path) -> None:
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
     summary = read_csv(tables_dir / "summary.csv")
+    tidy = read_csv(tables_dir / "metrics.csv")
     comparisons = read_csv(tables_dir / "comparisons.csv")
-    ranking = read_csv(tables_dir / "ranking.csv")
+    card = read_csv(tables_dir / "scorecard.csv")
+    agree = read_csv(tables_dir / "agreement.csv")
     missing = read_csv(tables_dir / "missing.csv")
-    metrics = headline_metrics(summary)
-    head = summary[summary.metric.isin(metrics)].assign(
-        cell=lambda d: d["mean"].map("{:.3f}".format) + d.apply(
-            lambda r: "" if pd.isna(r.ci_low) else f" ± {(r.ci_high - r.ci_low) / 2:.3f}", axis=1))
-    pivot = head.pivot_table(index=["study", "arch", "reg"], columns="metric", values="cell", aggfunc="first")
-    pivot = pivot.reindex(columns=[m for m in metrics if m in pivot.columns]).reset_index()
-    pivot.columns.name = None
-    n_seeds = int(summary["n"].max()) if len(summary) else 0
-    caution = ("" if n_seeds >= 3 else f"<p><b>Only {n_seeds} seed(s) per cell:</b> a paired t-test then has "
-               f"{max(0, n_seeds - 1)} degree(s) of freedom; treat these p-values as indicative, not as evidence.</p>")
+    seeds = seeds_sentence(summary)
+    seeds_short = seeds_sentence(summary, warn=False)
     sig = comparisons[comparisons.p_holm < 0.05].sort_values(["study", "arch", "stage", "p_holm"])
-    figures = sorted(p for p in figures_dir.glob("*.png"))
+    figures = sorted(figures_dir.glob("*.png"))
+    by_section = {sid: [p for p in figures if _section_of(p.stem) == sid] for sid, *_ in SECTIONS}
+    others = [p for p in figures if _section_of(p.stem) is None and p.stem != "scorecard"]
+    directions = "".join(f"<li><b>{html.escape(m.label)}</b> ({m.group}, {'higher' if m.better > 0 else 'lower'} is "
+                         f"better): {html.escape(m.text)}</li>" for m in measures.SCORECARD
+                         if len(card) and m.name in set(card.measure))
+    toc = [("scorecard", "Scorecard"), ("findings", "Findings")] + [(sid, title) for sid, title, *_ in SECTIONS] + [
+        ("tables", "Tables"), ("cells", "Per-cell drill-down"), ("missing", "Missing outputs"),
+        ("configuration", "Configuration")]
+    if others:
+        toc.insert(-3, ("other", "Other figures"))
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>reglens report</title><style>",
-        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-        "table.t{border-collapse:collapse;font-size:12px;margin:1em 0}"
-        "table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}"
-        "img{max-width:100%;margin:1em 0;border:1px solid #eee} pre{background:#f6f6f6;padding:1em;font-size:11px}",
+        "<!doctype html><html><head><meta charset='utf-8'><title>reglens report</title><style>", STYLE,
         "</style></head><body>",
         "<h1>reglens report</h1>",
         f"<p><em>{html.escape(QUESTION)}</em></p>",
-        "<h2>Findings</h2>" + caution + "<ul>" + "".join(f"<li>{s}</li>" for s in findings(comparisons)) + "</ul>",
-        "<h2>Headline metrics</h2><p>Mean over seeds ± half the 95% Student-t confidence interval.</p>",
-        _table(pivot),
-        "<h2>Significant differences from <code>none</code></h2>"
-        "<p>Paired t-test across seeds, Holm-corrected within each study and metric.</p>",
-        _table(sig[["study", "arch", "stage", "metric", "reg", "n_pairs", "mean_diff", "p_value", "p_holm"]])
-        if len(sig) else f"<p>None at p<sub>Holm</sub> &lt; 0.05 ({n_seeds} seed(s) per cell; the paired test needs "
-                         "at least two seeds with differing differences).</p>",
-        dissection_note(summary),
-        "<h2>Best regularizer per explainability metric</h2>"
-        "<p>Highest mean over seeds, with the test accuracy it costs or gains against <code>none</code> "
-        "(the full ranking is <code>results/tables/ranking.csv</code>).</p>",
-        _table(ranking[ranking["rank"] == 1].drop(columns="rank")),
-        "<h2>Figures</h2>",
-        *[f"<h3>{html.escape(p.stem.replace('_', ' '))}</h3>{_img(p)}" for p in figures],
-        "<h2>Missing outputs</h2>",
+        "<nav><ol>" + "".join(f'<li><a href="#{sid}">{html.escape(t)}</a></li>' for sid, t in toc) + "</ol></nav>",
+        '<h2 id="scorecard">Scorecard: what each regularizer moves</h2>',
+        (_img(figures_dir / "scorecard.png") if (figures_dir / "scorecard.png").exists()
+         else "<p>No scorecard: no regularizer shares seeds with <code>none</code>.</p>"),
+        "<p class='caption'>Each cell is a regularizer's mean paired difference from <code>none</code> over shared "
+        "seeds (the number printed, in the measure's own units), coloured by that difference in standard deviations "
+        "of the measure over the panel's cells, turned so that green is better; * marks p<sub>Holm</sub> &lt; 0.05 "
+        "(paired t-test, Holm within each panel). Measures that average over attribution methods leave out the "
+        f"random baseline. {seeds}</p><ul class='caption'>{directions}</ul>",
+        '<h2 id="findings">Findings</h2><ul>' + "".join(f"<li>{s}</li>" for s in findings(comparisons)) + "</ul>",
+    ]
+    for sid, title, caption, _ in SECTIONS:
+        parts.append(f'<h2 id="{sid}">{html.escape(title)}</h2><p class="caption">{html.escape(caption)} {seeds_short}</p>')
+        if sid == "accuracy":
+            parts.append("<div class='scroll'>" + _table(headline_table(summary, tidy)) + "</div>"
+                         "<p class='caption'>Every scorecard measure per regularizer: mean [bootstrap 95% interval] "
+                         "with 3 or more seeds, each seed's value (a / b) with 2.</p>")
+        if sid == "what":
+            parts.append(dissection_note(summary))
+        if sid == "agreement":
+            parts.append("<ul>" + "".join(f"<li>{s}</li>" for s in agreement_sentences(agree)) + "</ul>")
+        parts += [f"<h3>{html.escape(p.stem.replace('_', ' '))}</h3>{_img(p)}" for p in by_section[sid]]
+        if not by_section[sid]:
+            parts.append("<p><em>No figure: this stage did not run in this study.</em></p>")
+    parts += [
+        '<h2 id="tables">Tables</h2>',
+        "<h3>Best regularizer per measure</h3><p class='caption'>The regularizer that moves each scorecard "
+        "measure most in its better direction; every regularizer's rank on every explainability metric is in "
+        '<a href="tables/ranking.csv">tables/ranking.csv</a>, every value in '
+        '<a href="tables/metrics.csv">tables/metrics.csv</a>.</p>',
+        "<div class='scroll'>" + _table(best_per_measure(card)) + "</div>",
+        "<h3>Significant differences from <code>none</code></h3>"
+        "<p class='caption'>Paired t-test across seeds, Holm-corrected within each study and metric "
+        '(all comparisons: <a href="tables/comparisons.csv">tables/comparisons.csv</a>).</p>',
+        "<div class='scroll'>" + (_table(sig[["study", "arch", "stage", "metric", "reg", "n_pairs", "mean_diff",
+                                              "p_value", "p_holm"]]) if len(sig) else
+                                  "<p>None at p<sub>Holm</sub> &lt; 0.05.</p>") + "</div>",
+    ]
+    if others:
+        parts += ['<h2 id="other">Other figures</h2>'] + [
+            f"<h3>{html.escape(p.stem.replace('_', ' '))}</h3>{_img(p)}" for p in others]
+    parts += [
+        '<h2 id="cells">Per-cell drill-down</h2>', _cells_section(figures_dir),
+        '<h2 id="missing">Missing outputs</h2>',
         _table(missing) if len(missing) else "<p>None: every configured cell and stage is present.</p>",
-        "<h2>Configuration</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>",
+        '<h2 id="configuration">Configuration</h2><pre>' + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>",
         "</body></html>",
     ]
     with atomic_path(out_path) as tmp:

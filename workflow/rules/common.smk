@@ -19,12 +19,17 @@ except reglens_config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 config["device"] = CFG["device"]  # read by the scripts, not a param: moving to a GPU reruns nothing
 config["torch_threads"] = CFG["torch_threads"]  # likewise; the same on SLURM and locally
-# Only the checkpointed rules (train, roar_retrain) are retried: a job that hit its time limit resumes,
-# with more time; any other rule's failure is deterministic. (The executor is not known while the
-# Snakefile is read, so this holds for local runs too, where a retry resumes from the checkpoint.)
-RESUMABLE_RETRIES = 2
+# Only the checkpointed rules (train, roar_retrain) are retried (config `retries`): a job that hit its
+# time limit resumes, with more time; any other rule's failure is deterministic. (The executor is not
+# known while the Snakefile is read, so this holds for local runs too, resuming from the checkpoint.)
+# Only the main process retries: inside a SLURM job Snakemake reads this file again, and retrying
+# there too would run a failing job retries x retries times.
+RESUMABLE_RETRIES = CFG["retries"] if workflow.is_main_process else 0
 
 CELLS = reglens_config.cells(CFG)
+IMAGE_CELLS = [cell for cell in CELLS if reglens_aggregate.inputs_of(cell.as_dict()) == "images"]
+POINT_STUDIES = sorted({cell.study for cell in CELLS} - {cell.study for cell in IMAGE_CELLS})
+IMAGE_STUDIES = sorted({cell.study for cell in IMAGE_CELLS})
 DATA_ROOT = CFG["data"]["root"]
 CELL_DIR = "results/{study}/{arch}/{reg}/seed{seed}"
 ROAR = CFG["roar"]
@@ -78,23 +83,27 @@ def existing_only(paths):
     return [p for p in paths if Path(p).exists()] if CFG["partial"] else paths
 
 
+def one_of(names):
+    """A wildcard regex matching exactly these names (none: matches nothing)."""
+    return "|".join(names) if names else "(?!)"
+
+
 def figure_inputs(wildcards):
     """What draw_figures reads besides the tables: each cell's saved maps and tables."""
-    stages = ["robustness", "explain", *ENABLED]
-    paths = [f"{CELL_DIR.format(**cell.as_dict())}/{source}"
-             for cell in CELLS for source in reglens_plots.cell_figure_sources(stages)]
+    paths = [f"{CELL_DIR.format(**cell.as_dict())}/{source}" for cell in CELLS
+             for source in reglens_plots.cell_figure_sources(["train", "robustness", "explain", *ENABLED], cell.as_dict())]
     paths += [f"results/{cell}/{source}" for cell in ROAR["cells"] for source in reglens_plots.cell_figure_sources(["roar"])]
     return [checked(path) for path in existing_only(paths)]
 
 
 def aggregate_inputs(wildcards):
-    patterns = reglens_aggregate.stage_files(CELL_DIR, ENABLED)
-    return [checked(path) for path in existing_only([f for pattern in patterns for f in cell_paths(pattern)]
-                                                     + roar_targets())]
+    paths = [pattern.format(**cell.as_dict()) for cell in CELLS
+             for pattern in reglens_aggregate.stage_files(CELL_DIR, ENABLED, reglens_aggregate.inputs_of(cell.as_dict()))]
+    return [checked(path) for path in existing_only(paths + roar_targets())]
 
 
-def cell_paths(pattern):
-    return [pattern.format(**cell.as_dict()) for cell in CELLS]
+def cell_paths(pattern, cells=None):
+    return [pattern.format(**cell.as_dict()) for cell in (CELLS if cells is None else cells)]
 
 
 def train_targets():
@@ -106,7 +115,8 @@ def robustness_targets():
 
 
 def explain_targets():
-    return cell_paths(f"{CELL_DIR}/explain/metrics.csv") + cell_paths(f"{CELL_DIR}/explain/actmax.pt")
+    return cell_paths(f"{CELL_DIR}/explain/metrics.csv", IMAGE_CELLS) + cell_paths(f"{CELL_DIR}/explain/actmax.pt",
+                                                                                    IMAGE_CELLS)
 
 
 def roar_targets():
@@ -179,7 +189,7 @@ def roar_cells():
 
 
 def road_targets():
-    return cell_paths(f"{CELL_DIR}/road/scores.csv") if CFG["road"]["enabled"] else []
+    return cell_paths(f"{CELL_DIR}/road/scores.csv", IMAGE_CELLS) if CFG["road"]["enabled"] else []
 
 
 def broden_root():
@@ -193,4 +203,4 @@ def broden_root():
 def dissect_targets():
     if not DISSECT["enabled"]:
         return []
-    return cell_paths(f"{CELL_DIR}/dissect/summary.json")
+    return cell_paths(f"{CELL_DIR}/dissect/summary.json", IMAGE_CELLS)

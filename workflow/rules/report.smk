@@ -1,6 +1,7 @@
 # Aggregate every per-cell output into tidy tables, then figures and the report, drawn from the
 # tables and saved maps only: `snakemake figures` never needs a GPU or a model. The code that draws
 # is an input, so a change to it reruns figures and report, and nothing upstream.
+import reglens.measures
 import reglens.plots
 import reglens.report
 import reglens.stats
@@ -17,7 +18,7 @@ localrules:  # seconds of work: on a cluster they run on the submitting node, ne
 rule aggregate:
     input:
         aggregate_inputs,
-        code=[reglens_aggregate.__file__, reglens.stats.__file__],
+        code=[reglens_aggregate.__file__, reglens.stats.__file__, reglens.measures.__file__],
     output:
         metrics=f"{TABLES}/metrics.csv",
         missing=f"{TABLES}/missing.csv",
@@ -27,9 +28,13 @@ rule aggregate:
         summary=f"{TABLES}/summary.csv",
         comparisons=f"{TABLES}/comparisons.csv",
         ranking=f"{TABLES}/ranking.csv",
+        scorecard=f"{TABLES}/scorecard.csv",
+        agreement=f"{TABLES}/agreement.csv",
         dissect_units=f"{TABLES}/dissect_units.csv",
         roar_leakage=f"{TABLES}/roar_leakage.csv",
         road_curves=f"{TABLES}/road_curves.csv",
+        history=f"{TABLES}/history.csv",
+        weight_hist=f"{TABLES}/weight_hist.csv",
     params:
         cells=[cell.as_dict() for cell in CELLS],
         roar_cells=CFG["roar"]["cells"],
@@ -64,7 +69,7 @@ rule report:
     input:
         tables=rules.aggregate.output,
         figures="results/figures",
-        code=reglens.report.__file__,
+        code=[reglens.report.__file__, reglens.measures.__file__],
     output:
         report("results/report.html", category="Report"),
     params:

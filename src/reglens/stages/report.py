@@ -4,12 +4,12 @@ from __future__ import annotations
 from reglens import aggregate, plots, report, stats
 from reglens.io import write_csv
 
-STACKED = {"roar_curves": "roar/curves.csv", "roar_leakage": "roar/leakage.csv", "road_curves": "road/curves.csv",
+STACKED = {"history": "history.csv", "weight_hist": "robustness/weight_hist.csv", "roar_curves": "roar/curves.csv", "roar_leakage": "roar/leakage.csv", "road_curves": "road/curves.csv",
            "mprt": "explain/mprt.csv", "attacks": "robustness/attacks.csv", "dissect_units": "dissect/units.csv"}
 
 
 def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dict) -> None:
-    """`out` maps metrics, missing, summary, comparisons, ranking and the STACKED tables to paths;
+    """`out` maps metrics, missing, summary, comparisons, ranking, scorecard, agreement and the STACKED tables to paths;
     `enabled` names the optional per-cell stages the config runs."""
     tidy, missing = aggregate.collect(results_root, cells, roar_cells, enabled=enabled)
     write_csv(out["metrics"], tidy)
@@ -20,6 +20,8 @@ def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dic
     write_csv(out["summary"], summary)
     write_csv(out["comparisons"], stats.compare_to_baseline(tidy))
     write_csv(out["ranking"], stats.ranking(summary))
+    write_csv(out["scorecard"], stats.scorecard(tidy))
+    write_csv(out["agreement"], stats.agreement(tidy))
 
 
 def run_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1) -> list[str]:
