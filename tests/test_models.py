@@ -7,10 +7,11 @@ from torch import nn
 from reglens import models
 from reglens.stages.common import load_model, save_model
 
-SIZES = {"cifar": (3, 32, 10), "mnist": (1, 28, 10), "digits": (1, 8, 10), "cifar100": (3, 32, 100)}
+SIZES = {"cifar": (3, 32, 10), "mnist": (1, 28, 10), "digits": (1, 8, 10), "cifar100": (3, 32, 100),
+         "clusters2d": (2, 1, 4)}
 CONFIGURED = [(arch, "cifar") for arch in ("simplecnn", "ddnet", "resnet18", "resnet50", "vgg19")] + \
-             [("lenet", "mnist"), ("simplecnn", "mnist"), ("resnet18", "cifar100")] + \
-             [(arch, "digits") for arch in models.MODELS]
+             [("lenet", "mnist"), ("simplecnn", "mnist"), ("resnet18", "cifar100"), ("mlp", "clusters2d")] + \
+             [(arch, "digits") for arch, m in models.MODELS.items() if m.inputs == "images"]
 
 
 @pytest.mark.parametrize("arch,where", CONFIGURED)
@@ -26,7 +27,8 @@ def test_forward_backward_and_named_layers(arch, where):
     assert out.shape == (3, classes)
     out.logsumexp(1).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    assert list(seen) == list(model.layer_names) and all(len(s) == 4 for s in seen.values())
+    dims = 4 if model.inputs == "images" else 2  # conv blocks (N, C, H, W); the MLP's hidden layers (N, h)
+    assert list(seen) == list(model.layer_names) and all(len(s) == dims for s in seen.values())
     assert model.target_layer == model.layer_names[-1]
     for h in hooks:
         h.remove()
