@@ -19,6 +19,7 @@ from reglens.train import NonFiniteLoss
 
 TINY = {
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
+    "figures": {"svg": False},
     "robustness": {"n_images": 40, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.1], "pgd_steps": [2],
                    "boundary": {"images": 1, "resolution": 5}, "pca_images": 20},
     "explain": {"methods": ["saliency", "random"], "figure_images": 2, "metric_images": 4,

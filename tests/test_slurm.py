@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 TINY = {
     "torch_threads": 2,
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
+    "figures": {"svg": False},
     "robustness": {"n_images": 100, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.0, 0.1], "pgd_steps": [2],
                    "boundary": {"images": 1, "resolution": 5}, "pca_images": 20},
     "explain": {"methods": ["saliency", "random"], "figure_images": 2, "metric_images": 10,

@@ -19,6 +19,7 @@ from reglens.stages.common import load_dataset, load_model
 
 TINY = {
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
+    "figures": {"svg": False},
     "robustness": {"n_images": 360, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.0, 0.1], "pgd_steps": [3],
                    "boundary": {"images": 1, "resolution": 9, "span": 2.0}, "pca_images": 50},
     "explain": {"methods": ["saliency", "gradcam", "random"], "figure_images": 2, "metric_images": 20,

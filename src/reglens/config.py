@@ -99,6 +99,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     cfg.setdefault("device", "auto")
     cfg.setdefault("torch_threads", 1)
     cfg.setdefault("retries", 2)
+    cfg["figures"] = {"svg": True, **cfg.get("figures", {})}
     cfg.setdefault("partial", False)
     cfg.setdefault("data", {})
     cfg["data"].setdefault("root", "resources")

@@ -97,13 +97,14 @@ def weight_histograms(table: pd.DataFrame, path, title: str = "") -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows), squeeze=False)
     for ax, layer in zip(axes.flat, layers):
         d = table[table.layer == layer]
-        ax.bar(d.low, d["count"].clip(lower=0.5), width=d.high - d.low, align="edge", color="C0")
-        ax.set_yscale("log")
+        # one artist, and log10(count + 1) on a linear axis: log-scaled axes cost seconds to lay out
+        ax.stairs(np.log10(d["count"].to_numpy() + 1.0), np.append(d.low.to_numpy(), d.high.iloc[-1]), fill=True,
+                  color="C0")
         ax.set_title(layer, fontsize=7)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
-    fig.suptitle(f"{title} weights per layer (log count)", fontsize=8)
+    fig.suptitle(f"{title} weights per layer: log10(count + 1)", fontsize=8)
     fig.tight_layout()
     save(fig, path)
 
@@ -334,9 +335,12 @@ def _seaborn():
     return sns
 
 
+STUDY_FORMATS = ["png", "svg"]  # of the study figures; study_figures(svg=False) keeps PNG only
+
+
 def save_both(fig, stem) -> list[str]:
-    """PNG and SVG of one figure."""
-    paths = [f"{stem}.png", f"{stem}.svg"]
+    """PNG (and SVG, unless switched off) of one figure."""
+    paths = [f"{stem}.{fmt}" for fmt in STUDY_FORMATS]
     for path in paths:
         fmt = path.rsplit(".", 1)[-1]
         with atomic_path(path) as tmp:
@@ -555,11 +559,11 @@ def weights_study(hist: pd.DataFrame, stem, layers: int = 4) -> list[str]:
             for reg in order:
                 g = d[(d.reg == reg) & (d.layer == layer)]
                 top = g.high.max()
-                ax.step((g.low + g.high) / 2 / top, g["count"].clip(lower=0.5), where="mid", color=colors[reg],
+                ax.step((g.low + g.high) / 2 / top, np.log10(g["count"] + 1.0), where="mid", color=colors[reg],
                         label=reg, lw=1)
-            ax.set(yscale="log", xlabel="weight / max |weight| of the layer", title=layer)
+            ax.set(xlabel="weight / max |weight| of the layer", title=layer)
             ax.title.set_fontsize(8)
-        axes[0, 0].set_ylabel("count")
+        axes[0, 0].set_ylabel("log10(count + 1)")
         axes[0, -1].legend(fontsize=6)
         fig.suptitle(f"{study} / {arch}: weight distributions (seed {d.seed.min()})", fontsize=9)
         fig.tight_layout()
@@ -607,8 +611,8 @@ def actmax_across_regularizers(blobs: dict, stem) -> list[str]:
 
 
 def mosaic_both(tiles, stem, row_labels, col_labels) -> list[str]:
-    """A mosaic as PNG and SVG."""
-    paths = [f"{stem}.png", f"{stem}.svg"]
+    """A mosaic as PNG (and SVG, unless switched off)."""
+    paths = [f"{stem}.{fmt}" for fmt in STUDY_FORMATS]
     for path in paths:
         mosaic(tiles, path, row_labels, col_labels)
     return paths
@@ -675,10 +679,11 @@ def cell_figures(cell_dir, out_dir, title: str) -> list[str]:
     return made
 
 
-def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1) -> list[str]:
+def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1, svg: bool = True) -> list[str]:
     """Every figure of a study into `out_dir` (written to a temporary folder, then renamed):
-    summary figures from results/tables, across-regularizer grids and per-cell figures from the
-    cells' saved tables and maps (those in `workers` processes)."""
+    summary figures from results/tables (PNG, and SVG when `svg`), across-regularizer grids and
+    per-cell figures from the cells' saved tables and maps (those in `workers` processes)."""
+    STUDY_FORMATS[:] = ["png", "svg"] if svg else ["png"]
     tables_dir, results_root, out_dir = Path(tables_dir), Path(results_root), Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

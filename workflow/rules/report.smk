@@ -56,6 +56,7 @@ rule draw_figures:
         report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
     params:
         cells=[cell.as_dict() for cell in CELLS],
+        svg=CFG["figures"]["svg"],
     log:
         "logs/figures.log",
     threads: workflow.cores

@@ -24,8 +24,8 @@ def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dic
     write_csv(out["agreement"], stats.agreement(tidy))
 
 
-def run_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1) -> list[str]:
-    return plots.study_figures(tables_dir, results_root, out_dir, cells, workers)
+def run_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1, svg: bool = True) -> list[str]:
+    return plots.study_figures(tables_dir, results_root, out_dir, cells, workers, svg)
 
 
 def run_report(tables_dir, figures_dir, config: dict, out_path) -> None:
