@@ -150,10 +150,16 @@ def regions(blob: dict, path, title: str = "") -> None:
     save(fig, path)
 
 
+MAX_FRAMES = 30
+
+
 def regions_animation(blob: dict, path, title: str = "", ms_per_frame: int = 250) -> None:
-    """A GIF of the decision regions after every epoch (from the grids saved while training)."""
+    """A GIF of the decision regions over epochs (from the grids saved while training; at most
+    MAX_FRAMES frames, so a long run stays cheap to draw)."""
     frames = []
-    for grid, epoch in zip(blob["grids"], blob["epochs"]):
+    keep = np.unique(np.linspace(0, len(blob["epochs"]) - 1, min(MAX_FRAMES, len(blob["epochs"]))).round().astype(int))
+    for k in keep:  # at most MAX_FRAMES epochs, evenly spaced, the last included
+        grid, epoch = blob["grids"][k], blob["epochs"][k]
         fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=80)
         _region_axes(ax, grid, blob["half_width"], blob["x_train"], blob["y_train"], f"{title} epoch {epoch}")
         fig.canvas.draw()

@@ -129,7 +129,7 @@ def value_cell(row) -> str:
     return f"{row.mean:.3g}"
 
 
-def headline_table(summary: pd.DataFrame, tidy: pd.DataFrame) -> pd.DataFrame:
+def headline_table(tidy: pd.DataFrame) -> pd.DataFrame:
     """Per study x arch x regularizer: each scorecard measure (value_cell)."""
     values = measures.seed_values(tidy)
     if values.empty:
@@ -256,7 +256,7 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
     for sid, title, caption, _ in SECTIONS:
         parts.append(f'<h2 id="{sid}">{html.escape(title)}</h2><p class="caption">{html.escape(caption)} {seeds_short}</p>')
         if sid == "accuracy":
-            parts.append("<div class='scroll'>" + _table(headline_table(summary, tidy)) + "</div>"
+            parts.append("<div class='scroll'>" + _table(headline_table(tidy)) + "</div>"
                          "<p class='caption'>Every scorecard measure per regularizer: mean [bootstrap 95% interval] "
                          "with 3 or more seeds, each seed's value (a / b) with 2.</p>")
         if sid == "what":
