@@ -1,6 +1,7 @@
 """Model registry: `build(name, ...)` and `from_checkpoint(blob)` are the only ways models are made."""
 from __future__ import annotations
 
+from reglens.models.alexnet import AlexNet, AlexNetB
 from reglens.models.base import ReglensModel
 from reglens.models.mlp import MLP
 from reglens.models.resnet import ResNet18, ResNet50
@@ -11,6 +12,8 @@ MODELS: dict[str, type[ReglensModel]] = {
     "simplecnn": SimpleCNN,
     "lenet": LeNet,
     "ddnet": DDNet,
+    "alexnet": AlexNet,
+    "alexnet_b": AlexNetB,
     "resnet18": ResNet18,
     "resnet50": ResNet50,
     "vgg19": VGG19,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reglens.regularizers.base import Regularizer, RegularizerSet, penalized_weights
+from reglens.regularizers.concept_groups import GroupActivation, GroupSpatial
 from reglens.regularizers.dropout import Dropout
 from reglens.regularizers.group_norm import GroupNorm
 from reglens.regularizers.losses import ConfidencePenalty, LabelSmoothing
@@ -13,7 +14,8 @@ from reglens.regularizers.weight_penalties import L1, L2, ElasticNet
 
 KINDS: dict[str, type[Regularizer]] = {cls.kind: cls for cls in (
     L1, L2, ElasticNet, Dropout, SoftSVB, HardSVB, Jacobian, InputGradient, JacobianDeterminant,
-    ConfidencePenalty, LabelSmoothing, InputNoise, WeightNoise, GroupNorm, Adversarial)}
+    ConfidencePenalty, LabelSmoothing, InputNoise, WeightNoise, GroupNorm, GroupActivation, GroupSpatial,
+    Adversarial)}
 
 
 def resolve(name: str, variants: dict[str, list]) -> list[dict]:
