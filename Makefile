@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# test-only reference implementation; --no-deps: its requests~=2.25 pin would downgrade snakemake's
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
+	# test-only: the authors' extremal perturbation (its plotting and dataset dependencies are not used)
+	$(BIN)/python -m pip install --quiet --no-deps torchray==1.0.0.2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -31,9 +31,11 @@ def test_every_method_returns_finite_maps_of_the_input_shape(arch):
     model.eval()
     x, t = torch.rand(3, 3, 16, 16), torch.tensor([1, 4, 7])
     for method in attribution.METHODS:
-        a = attribution.attribute(model, x, t, method)
+        a = attribution.attribute(model, x, t, method, ep_iterations=20, mp_iterations=20)
         assert a.shape == x.shape and torch.isfinite(a).all(), method
-        if method != "gradcam":  # an untrained net's last block may have no positive evidence
+        # an untrained net's last block may have no positive evidence (Grad-CAM), and deleting nothing
+        # may be the cheapest way to lower its flat class probability (meaningful perturbation)
+        if method not in ("gradcam", "meaningful_perturbation"):
             assert a.abs().sum() > 0, method
 
 

@@ -15,8 +15,12 @@ from captum.attr import (DeepLift, GuidedBackprop, InputXGradient, IntegratedGra
                          LayerGradCam, Occlusion, Saliency)
 from torch import nn
 
+from reglens import perturbation
+
 DEFAULTS = {"ig_steps": 32, "ig_tolerance": 0.01, "ig_max_steps": 512, "nt_samples": 16, "nt_stdev": 0.15,
-            "occlusion_window": 0.25, "occlusion_stride": 0.125, "internal_batch_size": 256, "seed": 0}
+            "occlusion_window": 0.25, "occlusion_stride": 0.125, "internal_batch_size": 256, "seed": 0,
+            **{f"ep_{k}": v for k, v in perturbation.EP_DEFAULTS.items()},
+            **{f"mp_{k}": v for k, v in perturbation.MP_DEFAULTS.items()}}
 
 
 def prepare(model: nn.Module) -> nn.Module:
@@ -117,6 +121,26 @@ def _occlusion(model, x, target, o):
                                       target=target, perturbations_per_eval=64)
 
 
+def _prefixed(o: dict, prefix: str) -> dict:
+    return {k.removeprefix(prefix): v for k, v in o.items() if k.startswith(prefix)}
+
+
+def _extremal_perturbation(model, x, target, o):
+    """Fong et al. (2019), reglens.perturbation: images in chunks of internal_batch_size masks."""
+    opts = _prefixed(o, "ep_")
+    chunk = max(1, o["internal_batch_size"] // len(opts["areas"]))
+    return torch.cat([perturbation.extremal_perturbation(model, x[i:i + chunk], target[i:i + chunk], **opts)
+                      for i in range(0, len(x), chunk)])
+
+
+def _meaningful_perturbation(model, x, target, o):
+    """Fong & Vedaldi (2017), reglens.perturbation: images in chunks of internal_batch_size."""
+    chunk = o["internal_batch_size"]
+    return torch.cat([perturbation.meaningful_perturbation(model, x[i:i + chunk], target[i:i + chunk],
+                                                           **_prefixed(o, "mp_"))
+                      for i in range(0, len(x), chunk)])
+
+
 def _random(model, x, target, o):
     gen = torch.Generator(device=x.device).manual_seed(o["seed"])
     return torch.rand(x.shape, device=x.device, generator=gen)
@@ -151,6 +175,8 @@ METHODS: dict[str, Callable] = {
     "deeplift": _deeplift,
     "gradcam": _gradcam,
     "occlusion": _occlusion,
+    "extremal_perturbation": _extremal_perturbation,
+    "meaningful_perturbation": _meaningful_perturbation,
     "random": _random,
     "sobel": _sobel,
 }
@@ -260,7 +286,8 @@ def model_randomization(model, x, target, method, variant: str = "cascading", se
 
 EXPLAIN_DEFAULTS = {
     "methods": ["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "smoothgrad_sq",
-                "vargrad", "guided_backprop", "deeplift", "gradcam", "occlusion", "random", "sobel"],
+                "vargrad", "guided_backprop", "deeplift", "gradcam", "occlusion", "extremal_perturbation",
+                "meaningful_perturbation", "random", "sobel"],
     "figure_images": 6, "metric_images": 100, "batch_size": 100,
     "mprt_methods": ["saliency", "integrated_gradients", "guided_backprop", "gradcam", "sobel"],
     "mprt_images": 32, "mprt_seeds": [0, 1, 2], "options": {},
