@@ -23,10 +23,14 @@ def _with(**study):
     (dict(archs=["resnet19"]), r"studies\.s\.archs\[0\]: 'resnet19' is not valid; valid: \['ddnet', 'lenet'"),
     (dict(dataset="imagenet"), r"studies\.s\.dataset: 'imagenet' is not valid; valid: \['cifar10', 'cifar100', 'clusters2d', 'digits', 'mnist'\]"),
     (dict(regularizers=["l3"]), r"studies\.s\.regularizers\[0\]: unknown regularizer 'l3'; defined variants: \['l2', 'none'\]"),
-    (dict(epochs=3), r"studies\.s: unknown key\(s\) \['epochs'\]; valid: \['archs', 'dataset', 'model', 'regularizers', 'seeds', 'train'\]"),
+    (dict(epochs=3), r"studies\.s: unknown key\(s\) \['epochs'\]; valid: \['archs', 'dataset', 'model', 'regularizers', 'seeds', 'shortcut', 'train'\]"),
     (dict(train={"optimiser": "sgd"}), r"studies\.s\.train: unknown key\(s\) \['optimiser'\]"),
     (dict(train={"schedule": "linear"}), r"studies\.s\.train\.schedule: 'linear' is not valid; valid: \['cosine', 'step', 'constant'\]"),
     (dict(seeds=[-1]), r"studies\.s\.seeds\[0\]"),
+    (dict(shortcut={"size": 1}), r"studies\.s\.shortcut\.size: a 1x1 mark on 1 channel\(s\) has 0 distinct"),
+    (dict(shortcut={"placement": "corner"}), r"studies\.s\.shortcut\.placement: 'corner' is not valid; valid: \['class', 'fixed', 'random'\]"),
+    (dict(shortcut={"rate": 1.5}), r"studies\.s\.shortcut\.rate: 1\.5 is greater than the maximum of 1"),
+    (dict(dataset="clusters2d", archs=["mlp"], shortcut={}), r"studies\.s\.shortcut: a mark is planted in images; clusters2d holds points"),
 ])
 def test_bad_study_is_named(change, expected):
     with pytest.raises(config.ConfigError, match=expected):
@@ -49,10 +53,14 @@ def test_shipped_configs_are_valid_and_grids_as_documented():
     by_study = {s: sum(c.study == s for c in cells) for s in full["studies"]}
     regs = len(full["studies"]["cifar10"]["regularizers"])
     toy = len(full["studies"]["clusters"]["regularizers"])
-    assert by_study == {"cifar10": 5 * regs * 5, "mnist": 2 * regs * 5, "cifar100": 1 * regs * 5, "clusters": toy * 5}
+    marked = len(full["studies"]["cifar10_shortcut"]["regularizers"])
+    assert by_study == {"cifar10": 5 * regs * 5, "mnist": 2 * regs * 5, "cifar100": 1 * regs * 5, "clusters": toy * 5,
+                        "cifar10_shortcut": 2 * marked * 5, "mnist_shortcut": 2 * marked * 5, "tukl": 2 * 3 * 5}
+    assert {c.groups for c in cells if c.study == "tukl"} == {5} and {c.groups for c in cells if c.study == "mnist"} == {5}
     assert {c.arch for c in cells if c.study == "cifar10"} == {"simplecnn", "ddnet", "resnet18", "resnet50", "vgg19"}
     demo = config.validate(config.load_yaml(REPO / "config" / "demo.yaml"))
     assert {c.dataset for c in config.cells(demo)} == {"digits", "clusters2d"}
+    assert {c.study for c in config.cells(demo) if c.shortcut} == {"digits_shortcut"}
 
 
 def _snakemake(*args, cwd=REPO):
@@ -67,6 +75,7 @@ def test_dry_run_of_full_config_lists_every_training_job_offline():
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
     images = [c for c in config.cells(full) if c.dataset != "clusters2d"]
     assert counts["train"] == len(images) and counts["train_toy"] == len(config.cells(full)) - len(images)
+    assert counts["plant_shortcut"] == 2 and counts["shortcut"] == sum(c.shortcut for c in images) == 180
     absent = {c.dataset for c in config.cells(full)} - {p.stem for p in (REPO / "resources" / "data").glob("*.pt")}
     assert counts["download"] == 3 and counts["prepare_data"] == len(absent)  # the toy dataset is generated
     # ROAR and KAR: every regularizer of one architecture per dataset, 3 base seeds; ROAD on every cell

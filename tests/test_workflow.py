@@ -31,8 +31,9 @@ TINY = {
              "methods": ["random", "saliency"], "fractions": [0.5], "modes": ["roar", "kar"], "retrain_seeds": [0, 1],
              "fit_floor": 0.3, "train": {"optimizer": "adam", "lr": 0.01, "epochs": 8}},
     "road": {"methods": ["random", "saliency"], "fractions": [0.25, 0.5], "images": 60},
+    "shortcut": {"methods": ["saliency", "random"], "images": 20},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn", "lenet"], "regularizers": ["none", "l2"],
-                         "seeds": [0], "model": {"width": 0.25},
+                         "seeds": [0], "model": {"width": 0.25}, "shortcut": {"size": 2, "rate": 0.9},
                          "train": {"epochs": 3, "lr": 0.05, "batch_size": 64}},
                 "toy": {"dataset": "clusters2d", "archs": ["mlp"], "regularizers": ["none"], "seeds": [0],
                         "model": {"width": 0.25, "depth": 1},
@@ -66,11 +67,14 @@ def study(tmp_path_factory):
 def test_tiny_study_end_to_end(study):
     tmp_path = study
     digits = load_dataset(tmp_path / "resources" / "data" / "digits.pt")
+    planted = torch.load(tmp_path / "resources" / "data" / "shortcut" / "tiny.pt", weights_only=True)
+    assert torch.equal(planted["x_test"], digits.x_test.cpu())  # the tiny study trains on marked digits
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     # explain: gini and entropy per method, 6 randomization-check measures per checked method, the
     # agreement mean and its undefined count; boundary: 6 per plane kind; actmax: 5
+    # shortcut: 6 cell-level measures, and mass, pointing and undefined count per method
     per_cell = {"train": 8, "attack": 8, "calibration": 3, "boundary": 2 * 6, "weights": 5,
-                "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2}
+                "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2, "shortcut": 6 + 2 * 3}
     # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method;
     # the toy study's one cell (2-D points) has every stage but those that need images
     points = {"train", "attack", "calibration", "boundary", "weights"}
@@ -109,6 +113,13 @@ def test_tiny_study_end_to_end(study):
             row = table[(table.arch == arch) & (table.reg == reg) & (table.metric == "dissect_detectors")]
             assert row.value.item() == units.detector.sum() == summary["total"]["detectors"]
             assert (tmp_path / "results" / "figures" / "cells" / "tiny" / arch / reg / "seed0" / "dissection.png").exists()
+            # shortcut: the reliance is the model's own clean minus flipped accuracy
+            with torch.no_grad():
+                flipped = (model(planted["x_test_flipped"].float() / 255).argmax(1) == digits.y_test).double().mean()
+            metric = lambda name: table[(table.arch == arch) & (table.reg == reg) & (table.metric == name)].value.item()  # noqa: E731
+            assert metric("shortcut_acc_flipped") == pytest.approx(float(flipped))
+            assert metric("shortcut_reliance") == pytest.approx(acc - float(flipped))
+            assert metric("shortcut_area") == pytest.approx(4 / 64)
 
     # ROAR: every retrain recorded with its fit status; the clean point starts every curve; scores
     # recomputed here from the runs that fitted; random scores 0

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reglens import data
+from reglens import data, dissect
 from reglens.io import read_csv, read_json
 
 KEYS = ["study", "dataset", "arch", "reg", "seed"]
@@ -128,6 +128,18 @@ def _dissect(path: Path) -> dict:
     return out
 
 
+def _shortcut(path: Path) -> dict:
+    """Reliance on the planted mark; per method the attribution mass inside it and the pointing game,
+    and how many images had an undefined value (a map that is zero or constant)."""
+    out = {}
+    for row in read_csv(path).itertuples():
+        method = row.method if isinstance(row.method, str) and row.method else None  # blank: a cell-level metric
+        out[f"{row.metric}_{method}" if method else row.metric] = row.value
+        if method and row.metric == "shortcut_mass":
+            out[f"shortcut_undefined_{method}"] = float(row.undefined)
+    return out
+
+
 # stage -> (file under the cell folder, reader returning {metric: value})
 STAGES = {
     "train": ("metrics.json", _train),
@@ -140,26 +152,52 @@ STAGES = {
     "roar": ("roar/scores.csv", _roar),
     "road": ("road/scores.csv", _road),
     "dissect": ("dissect/summary.json", _dissect),
+    "shortcut": ("shortcut/scores.csv", _shortcut),
 }
 PER_CELL = [stage for stage in STAGES if stage != "roar"]  # roar runs on the configured base cells only
 OPTIONAL = ("road", "dissect")  # per-cell stages a config can switch off
-IMAGE_ONLY = ("explain", "actmax", "roar", "road", "dissect")  # stages that need images (not 2-D points)
+IMAGE_ONLY = ("explain", "actmax", "roar", "road", "dissect", "shortcut")  # stages that need images (not 2-D points)
 
 
-def per_cell_stages(enabled=OPTIONAL, inputs: str = "images") -> list[str]:
-    """The per-cell stages a cell runs: optional ones only when enabled, image ones only on images."""
+def per_cell_stages(enabled=OPTIONAL, inputs: str = "images", shortcut: bool = False) -> list[str]:
+    """The per-cell stages a cell runs: optional ones only when enabled, image ones only on images,
+    the shortcut measures only in a study that plants one."""
     return [stage for stage in PER_CELL if (stage not in OPTIONAL or stage in enabled)
-            and (inputs == "images" or stage not in IMAGE_ONLY)]
+            and (inputs == "images" or stage not in IMAGE_ONLY) and (shortcut or stage != "shortcut")]
 
 
-def stage_files(cell_dir: str, enabled=OPTIONAL, inputs: str = "images") -> list[str]:
+def stage_files(cell_dir: str, enabled=OPTIONAL, inputs: str = "images", shortcut: bool = False) -> list[str]:
     """The files of every per-cell stage, for a cell folder pattern."""
-    return [f"{cell_dir}/{STAGES[stage][0]}" for stage in per_cell_stages(enabled, inputs)]
+    return [f"{cell_dir}/{STAGES[stage][0]}" for stage in per_cell_stages(enabled, inputs, shortcut)]
 
 
 def inputs_of(cell: dict) -> str:
     """'images' or 'points' (the 2-D toy study): what the cell's dataset holds."""
     return data.spec(cell["dataset"]).inputs
+
+
+def _groups(units_path: Path, groups: int) -> dict:
+    """Concept agreement within the filter groups of a cell trained with groups (dissect.group_agreement):
+    means over groups, per layer and in all, against the chance agreement of random groups."""
+    table = dissect.group_agreement(read_csv(units_path), groups)
+    out = {"dissect_group_agreement": table.agreement.mean(), "dissect_group_agreement_chance": table.chance.mean(),
+           "dissect_group_detecting": table.detecting.mean()}
+    for layer, frame in table.groupby("layer", sort=False):
+        out[f"dissect_group_agreement@{layer.removeprefix('body.')}"] = frame.agreement.mean()
+    return out
+
+
+def group_tables(results_root, cells: list[dict]) -> pd.DataFrame:
+    """Per cell with filter groups, layer and group: the group's concept and agreement (tables/dissect_groups.csv)."""
+    frames = []
+    for cell in cells:
+        units = cell_folder(results_root, cell) / "dissect" / "units.csv"
+        if cell.get("groups") and units.exists():
+            frame = dissect.group_agreement(read_csv(units), cell["groups"])
+            for i, key in enumerate(KEYS):
+                frame.insert(i, key, cell[key])
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KEYS + ["layer", "group"])
 
 
 def cell_folder(results_root, cell: dict) -> Path:
@@ -187,13 +225,16 @@ def collect(results_root: str | Path, cells: list[dict], roar_cells=(),
     for cell in cells:
         folder = cell_folder(results_root, cell)
         path_key = f"{cell['study']}/{cell['arch']}/{cell['reg']}/seed{cell['seed']}"
-        for stage in per_cell_stages(enabled, inputs_of(cell)) + (["roar"] if path_key in set(roar_cells) else []):
+        for stage in per_cell_stages(enabled, inputs_of(cell), cell.get("shortcut", False)) + (["roar"] if path_key in set(roar_cells) else []):
             filename, reader = STAGES[stage]
             path = folder / filename
             if not path.exists():
                 missing.append({**{k: cell[k] for k in KEYS}, "stage": stage, "file": str(path)})
                 continue
-            for metric, value in reader(path).items():
+            values = reader(path)
+            if stage == "dissect" and cell.get("groups"):
+                values.update(_groups(path.parent / "units.csv", cell["groups"]))
+            for metric, value in values.items():
                 rows.append({**{k: cell[k] for k in KEYS}, "stage": stage, "metric": metric,
                              "value": float(value)})
     tidy = pd.DataFrame(rows, columns=KEYS + ["stage", "metric", "value"])

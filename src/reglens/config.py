@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import actmax, attribution, data, dissect, models, regularizers, roar, robustness
+from reglens import actmax, attribution, data, dissect, models, regularizers, roar, robustness, shortcut
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
 from reglens.train import TRAIN_DEFAULTS
@@ -63,7 +63,7 @@ def schema(path: str | Path = SCHEMA_PATH) -> dict:
     reg_item["properties"]["kind"]["enum"] = sorted(regularizers.KINDS)
     props = out["properties"]
     for section, key in (("explain", "methods"), ("explain", "mprt_methods"), ("roar", "methods"),
-                         ("road", "methods")):
+                         ("road", "methods"), ("shortcut", "methods")):
         props[section]["properties"][key]["items"]["enum"] = sorted(attribution.METHODS)
     return out
 
@@ -111,6 +111,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     cfg["roar"] = {**roar.ROAR_DEFAULTS, **cfg.get("roar", {})}
     cfg["roar"]["learner"] = {**roar.ROAR_DEFAULTS["learner"], **cfg["roar"]["learner"]}
     cfg["road"] = {**roar.ROAD_DEFAULTS, **cfg.get("road", {})}
+    cfg["shortcut"] = {**shortcut.MEASURE_DEFAULTS, **cfg.get("shortcut", {})}
     _dissect_settings(cfg)
     variants = cfg["regularizers"]
     for name in variants:
@@ -119,6 +120,14 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
         study.setdefault("model", {})
         study.setdefault("train", {})
         ds = data.DATASETS[study["dataset"]]
+        if "shortcut" in study:
+            if ds.inputs != "images":
+                raise ConfigError(f"studies.{sname}.shortcut: a mark is planted in images; {ds.name} holds {ds.inputs}")
+            study["shortcut"] = shortcut.settings(study["shortcut"])
+            try:
+                shortcut.check(study["shortcut"], ds.channels, ds.size, ds.num_classes)
+            except ValueError as exc:
+                raise ConfigError(f"studies.{sname}.shortcut.{exc.args[0]}") from None
         for j, arch in enumerate(study["archs"]):
             if models.MODELS[arch].inputs != ds.inputs:
                 fits = sorted(a for a, m in models.MODELS.items() if m.inputs == ds.inputs)
@@ -236,6 +245,8 @@ class Cell:
     arch: str
     reg: str
     seed: int
+    shortcut: bool = False  # the study plants a shortcut (reglens.shortcut)
+    groups: int | None = None  # filter groups of the study's group regularizers (for the group analysis)
 
     @property
     def path(self) -> str:
@@ -245,9 +256,23 @@ class Cell:
         return {"study": self.study, "dataset": self.dataset, "arch": self.arch, "reg": self.reg,
                 "seed": self.seed}
 
+    def record(self) -> dict:
+        """as_dict() plus what decides the cell's stages (aggregate and figures read it)."""
+        return {**self.as_dict(), "shortcut": self.shortcut, "groups": self.groups}
+
+
+GROUP_KINDS = ("group_norm", "group_activation")
+
+
+def study_groups(cfg: dict, study: str) -> int | None:
+    """The filter groups of a study's group regularizers (the largest, if they differ); None without any."""
+    found = [regularizers.build_member(spec).groups for reg in cfg["studies"][study]["regularizers"]
+             for spec in regularizers.resolve(reg, cfg["regularizers"]) if spec["kind"] in GROUP_KINDS]
+    return max(found) if found else None
+
 
 def cells(cfg: dict) -> list[Cell]:
-    return [Cell(sname, study["dataset"], arch, reg, seed)
+    return [Cell(sname, study["dataset"], arch, reg, seed, "shortcut" in study, study_groups(cfg, sname))
             for sname, study in cfg["studies"].items()
             for arch in study["archs"] for reg in study["regularizers"] for seed in study["seeds"]]
 
@@ -267,7 +292,7 @@ def find_cell(cfg: dict, study: str, arch: str, reg: str, seed: int) -> Cell:
                                 ("seeds", int(seed), s["seeds"])):
         if value not in options:
             raise ConfigError(f"studies.{study}.{key}: {value!r} is not configured; configured: {options}")
-    return Cell(study, s["dataset"], arch, reg, int(seed))
+    return Cell(study, s["dataset"], arch, reg, int(seed), "shortcut" in s, study_groups(cfg, study))
 
 
 # ---------------------------------------------------------------- documentation from the schema

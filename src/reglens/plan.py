@@ -32,6 +32,9 @@ ATTRIBUTION_COST = {  # forward-pass equivalents per image, given the explain op
     "integrated_gradients": lambda o: GRADIENT * o["ig_steps"], "smoothgrad": lambda o: GRADIENT * o["nt_samples"],
     "smoothgrad_sq": lambda o: GRADIENT * o["nt_samples"], "vargrad": lambda o: GRADIENT * o["nt_samples"],
     "occlusion": lambda o: (1 + math.ceil((1 - o["occlusion_window"]) / o["occlusion_stride"])) ** 2,
+    # one forward and backward per optimization step, per area for extremal perturbation
+    "extremal_perturbation": lambda o: GRADIENT * o["ep_iterations"] * len(o["ep_areas"]),
+    "meaningful_perturbation": lambda o: GRADIENT * o["mp_iterations"],
 }
 
 
@@ -108,6 +111,9 @@ def jobs(cfg: dict) -> list[Job]:
             images = dissect["broden"]["synthetic"]["images"] if dissect["broden"]["source"] == "synthetic" else 63305
             body = forward_flops(cell.arch, ds.channels, ds.size, ds.num_classes, width, dissect["input_size"])
             out.append(Job("dissect", 2 * body * images))
+        if cell.shortcut:  # three test splits predicted, the methods on the marked images
+            per_image = sum(attribution_cost(m, explain["options"]) for m in cfg["shortcut"]["methods"])
+            out.append(Job("shortcut", fwd * (3 * ds.test_size + per_image * cfg["shortcut"]["images"])))
     learners = {}
     for path in roar["cells"]:
         cell = config_mod.cell_at(cfg, path)

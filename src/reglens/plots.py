@@ -428,6 +428,42 @@ def per_method(tidy: pd.DataFrame, summary: pd.DataFrame, method_of, stem, ylabe
     return save_both(fig, stem)
 
 
+def shortcut_detection(tidy: pd.DataFrame, stem) -> list[str]:
+    """Per planted-shortcut study and method: each cell's attribution mass inside the mark against its
+    reliance on the mark, a point per cell coloured by regularizer; the dashed line is chance (the
+    mark's share of the image)."""
+    d = tidy[tidy.metric.str.startswith("shortcut_")]
+    if d.empty:
+        return []
+    _seaborn()
+    wide = d.pivot_table(index=["study", "arch", "reg", "seed"], columns="metric", values="value").reset_index()
+    methods = sorted(c.removeprefix("shortcut_mass_") for c in wide.columns
+                     if c.startswith("shortcut_mass_") and c != "shortcut_mass_random")
+    studies = sorted(wide.study.unique())
+    if not methods or "shortcut_reliance" not in wide:
+        return []
+    regs = _reg_order(wide.reg)
+    colours = {r: f"C{i % 10}" for i, r in enumerate(regs)}
+    fig, axes = plt.subplots(len(studies), len(methods), figsize=(2.3 * len(methods), 2.4 * len(studies)),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    for row, study in enumerate(studies):
+        w = wide[wide.study == study]
+        for ax, method in zip(axes[row], methods):
+            for reg in regs:
+                sel = w[w.reg == reg]
+                ax.scatter(sel.shortcut_reliance, sel[f"shortcut_mass_{method}"], s=14, color=colours[reg], label=reg)
+            if "shortcut_area" in w:
+                ax.axhline(w.shortcut_area.mean(), color="grey", ls="--", lw=0.8)
+            ax.set_title(f"{method}\n{study}", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("reliance", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mass inside mark", fontsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right upper", fontsize=7)
+    return save_both(fig, stem)
+
+
 def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05) -> list[str]:
     """Regularizer x measure heatmap per study x architecture: colour = paired difference from `none`
     in units of the measure's SD over the panel's cells, oriented so green is better; the number is
@@ -655,6 +691,8 @@ CELL_FIGURES = {
     "pca.png": ("robustness", ["robustness/pca.csv"], lambda c, p, t: pca(read_csv(c / "robustness/pca.csv"), p, t)),
     "maps.png": ("explain", ["explain/maps.pt"], lambda c, p, t: attribution_grid(load_torch(c / "explain/maps.pt"), p, t)),
     "actmax.png": ("explain", ["explain/actmax.pt"], lambda c, p, t: actmax_grid(load_torch(c / "explain/actmax.pt"), p, t)),
+    "shortcut_maps.png": ("shortcut", ["shortcut/maps.pt"],
+                          lambda c, p, t: attribution_grid(load_torch(c / "shortcut/maps.pt"), p, t + " (marked images)")),
     "dissection.png": ("dissect", ["dissect/top.pt"],
                        lambda c, p, t: dissection_units(load_torch(c / "dissect/top.pt"), p, t)),
     "roar_curves.png": ("roar", ["roar/curves.csv", "roar/leakage.csv"],
@@ -669,6 +707,8 @@ def cell_figure_sources(stages, cell: dict | None = None) -> list[str]:
     stages = set(stages)
     if cell is not None and data.spec(cell["dataset"]).inputs == "points":
         stages = (stages - {"explain", "roar", "road", "dissect"}) | {"regions"}
+    if cell is not None and not cell.get("shortcut"):
+        stages -= {"shortcut"}
     return [source for stage, sources, _ in CELL_FIGURES.values() if stage in stages for source in sources]
 
 
@@ -714,12 +754,16 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers:
               "saliency_mprt_all_layers": "saliency vs fully randomized model (Spearman)",
               "dissect_unique_concepts": "unique concepts detected (one label per unit)",
               "dissect_unique_concepts_per_category": "unique concepts detected (per category, summed)",
-              "dissect_detector_fraction": "fraction of units that are concept detectors"}
+              "dissect_detector_fraction": "fraction of units that are concept detectors",
+              "shortcut_reliance": "shortcut reliance (clean - flipped accuracy)",
+              "dissect_group_agreement": "filters of a group sharing its concept (share)"}
     for metric, label in labels.items():
         if metric in present:
             made += metric_by_regularizer(tidy, summary, metric, tmp / metric, label)
     for prefix, label in (("roar_score_", "ROAR score (area vs random)"), ("kar_score_", "KAR score (area vs random)"),
-                          ("road_score_", "ROAD score (LeRF - MoRF area)")):
+                          ("road_score_", "ROAD score (LeRF - MoRF area)"),
+                          ("shortcut_mass_", "attribution mass inside the mark"),
+                          ("shortcut_pointing_", "pointing game: max inside the mark")):
         made += per_method(tidy, summary, lambda m, p=prefix: m.removeprefix(p) if m.startswith(p) else None,
                            tmp / prefix.rstrip("_"), label)
     for suffix, label in (("_gini", "Gini index of |map| (sparseness)"), ("_entropy", "entropy of |map| (nats)"),
@@ -729,11 +773,15 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers:
     made += per_method(tidy, summary, lambda m: m.removeprefix("dissect_unique_concepts@")
                        if m.startswith("dissect_unique_concepts@") else None,
                        tmp / "dissect_by_layer", "unique concepts (one label per unit)")
+    made += per_method(tidy, summary, lambda m: m.removeprefix("dissect_group_agreement@")
+                       if m.startswith("dissect_group_agreement@") else None,
+                       tmp / "dissect_group_agreement_by_layer", "group concept agreement")
     for table, draw, stem in (("roar_curves", roar_study, "roar_curves"), ("attacks", robustness_study, "robustness_curves"),
                               ("history", learning_study, "learning_curves"), ("weight_hist", weights_study, "weights")):
         stacked = read_csv(tables_dir / f"{table}.csv")
         if len(stacked):
             made += draw(stacked, tmp / stem)
+    made += shortcut_detection(tidy, tmp / "shortcut_detection")
     frame = pd.DataFrame(cells)
     for (study, arch), group in frame.groupby(["study", "arch"]):
         seed = group.seed.min()
@@ -742,6 +790,10 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers:
         maps = {r: load_torch(f / "maps.pt") for r, f in folders.items() if (f / "maps.pt").exists()}
         if maps:
             made += explain_across_regularizers(maps, tmp / f"maps_{study}_{arch}")
+        marks = {r: load_torch(f.parent / "shortcut" / "maps.pt") for r, f in folders.items()
+                 if (f.parent / "shortcut" / "maps.pt").exists()}
+        if marks:
+            made += explain_across_regularizers(marks, tmp / f"shortcut_maps_{study}_{arch}")
         acts = {r: load_torch(f / "actmax.pt") for r, f in folders.items() if (f / "actmax.pt").exists()}
         if acts:
             made += actmax_across_regularizers(acts, tmp / f"actmax_{study}_{arch}")

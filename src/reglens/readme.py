@@ -123,7 +123,83 @@ def quality(tidy: pd.DataFrame) -> str:
     return headline(tidy, QUALITY) + ("\n\n" + " ".join(sentences) if sentences else "")
 
 
+SHORTCUT = [("shortcut_reliance", "reliance (clean − flipped acc)"), ("shortcut_acc_flipped", "flipped acc"),
+            ("shortcut_follow", "follows the mark"), ("test_acc", "clean test acc")]
+
+
+def shortcut(tidy: pd.DataFrame, detection: pd.DataFrame) -> str:
+    """The planted-shortcut studies: reliance per regularizer (`describe` over seeds), then per method
+    the mass inside the mark and the pointing game against chance, and the correlation with reliance
+    across cells, with sentences on what the numbers do and do not support."""
+    if detection.empty:
+        return "_No planted-shortcut study in these tables._"
+    studies = set(detection.study)
+    marked = tidy[tidy.study.isin(studies)]
+    parts = [headline(marked, SHORTCUT), ""]
+    lines = ["| study | method | mass inside mark | pointing game | chance | ρ(mass, reliance) [95%] | "
+             "ρ(pointing, reliance) [95%] |", "|---" * 7 + "|"]
+
+    def rho(row) -> str:
+        if not row.defined:
+            return "undefined"
+        return f"{row.rho:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
+
+    for (study, method), g in detection.groupby(["study", "method"]):
+        by = {r.score: r for r in g.itertuples()}
+        mass, point = by.get("mass"), by.get("pointing")
+        lines.append(f"| {study} | {method} | {mass.mean:.3f} | {point.mean:.3f} | {mass.chance:.3f} | {rho(mass)} | "
+                     f"{rho(point)} |")
+    parts.append("\n".join(lines))
+    text = []
+    for study, g in detection.groupby("study"):
+        cells = int(g.n_cells.max())
+        masses = g[(g.score == "mass") & (g.method != "random")]
+        above = masses[masses["mean"] > masses.chance]
+        defined = masses[masses.defined.astype(bool)]
+        positive = defined[defined.ci_low > 0]
+        seeds = int(marked[marked.study == study].groupby("reg").seed.nunique().max())
+        text.append(f"{study}: {len(above)} of {len(masses)} methods put more attribution mass inside the mark than "
+                    f"chance ({masses.chance.iloc[0]:.3f}), mean over {cells} cells. Across those cells (regularizers "
+                    f"× {seeds} seeds), the mass tracks the cell's reliance with an interval above 0 for "
+                    f"{len(positive)} of {len(defined)} methods ({', '.join(positive.method) or 'none'}); "
+                    f"{len(masses) - len(defined)} correlations were undefined (counted, not shown as 0).")
+        if cells < 10:
+            text.append(f"With {cells} cells the intervals are wide: these numbers do not support ranking the "
+                        "methods by how well they reveal the shortcut, nor a claim that a regularizer changes "
+                        "reliance.")
+    return "\n".join(parts) + "\n\n" + " ".join(text)
+
+
+GROUPS = [("test_acc", "test acc"), ("dissect_unique_concepts", "unique concepts"),
+          ("dissect_detector_fraction", "detector fraction"), ("dissect_group_agreement", "group agreement"),
+          ("dissect_group_agreement_chance", "chance agreement")]
+
+
+def groups(tidy: pd.DataFrame) -> str:
+    """Studies with filter groups: per architecture and regularizer, accuracy, dissection's counts and
+    the concept agreement within groups against random groups, with what they do not support."""
+    studies = set(tidy[tidy.metric == "dissect_group_agreement"].study)
+    if not studies:
+        return "_No study with filter groups in these tables._"
+    d = tidy[tidy.study.isin(studies)]
+    text = []
+    for study, g in d.groupby("study"):
+        agree = g[g.metric == "dissect_group_agreement"].groupby("reg").value.mean()
+        chance = g[g.metric == "dissect_group_agreement_chance"].groupby("reg").value.mean()
+        above = [r for r in agree.index if agree[r] > chance[r]]
+        seeds = int(g.groupby(["arch", "reg"]).seed.nunique().min())
+        text.append(f"{study}: mean group agreement (over architectures and seeds) above the chance agreement of "
+                    f"random groups for {len(above)} of {len(agree)} regularizers ({', '.join(above) or 'none'}).")
+        if seeds < 3:
+            text.append(f"With {seeds} seed(s) per cell and no interval, these numbers do not support a claim that "
+                        "one regularizer makes groups more coherent, and they are not comparable with the source's "
+                        "table (other data, other models, a synthetic Broden).")
+    return headline(d, GROUPS) + "\n\n" + " ".join(text)
+
+
 SECTIONS = {"headline": lambda t: headline(read_csv(t / "metrics.csv")),
+            "groups": lambda t: groups(read_csv(t / "metrics.csv")),
+            "shortcut": lambda t: shortcut(read_csv(t / "metrics.csv"), read_csv(t / "shortcut.csv")),
             "quality": lambda t: quality(read_csv(t / "metrics.csv")),
             "roar": lambda t: roar(read_csv(t / "roar_curves.csv"), read_csv(t / "roar_leakage.csv"))}
 

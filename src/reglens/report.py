@@ -6,6 +6,7 @@ import fnmatch
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -62,6 +63,27 @@ def dissection_note(summary: pd.DataFrame) -> str:
             f"are reported:</p><ul>{items}</ul>")
 
 
+def groups_note(tables_dir: Path) -> str:
+    """Do filter groups learn one concept? Per study, arch and regularizer: the share of a group's units
+    that share its most common concept, against random groups of the same sizes (chance)."""
+    path = tables_dir / "dissect_groups.csv"
+    table = read_csv(path) if path.exists() else pd.DataFrame()
+    if table.empty:
+        return ""
+    per_seed = table.groupby(["study", "arch", "reg", "seed"])[["agreement", "chance", "detecting"]].mean()
+    shown = per_seed.groupby(["study", "arch", "reg"]).agg(
+        seeds=("agreement", "size"), agreement=("agreement", lambda v: " / ".join(f"{x:.3f}" for x in v)),
+        chance=("chance", "mean"), detecting=("detecting", "mean")).reset_index()
+    shown["chance"] = shown.chance.map(lambda v: f"{v:.3f}")
+    shown["detecting"] = shown.detecting.map(lambda v: f"{v:.3f}")
+    return ("<h3>Filter groups: one concept each?</h3><p class='caption'>Each named layer's filters split into the "
+            "groups of the study's group regularizers; per group, the share of its filters whose best Broden concept "
+            "is the group's most common one (agreement, each seed's mean over layers and groups), the share that "
+            "detect it, and the agreement of random groups of the same sizes (chance). Concept Group Learning "
+            "intends agreement well above chance; <code>tables/dissect_groups.csv</code> names each group's concept."
+            "</p><div class='scroll'>" + _table(shown) + "</div>")
+
+
 # the report's sections, in the order of the question: (id, title, caption, figure-name patterns)
 SECTIONS = [
     ("accuracy", "Accuracy and cost",
@@ -92,6 +114,14 @@ SECTIONS = [
      "and last named layers on a test image, and each layer's weight distribution (L1 and elastic net should "
      "pile weights at zero).",
      ["actmax_*", "dissect_*", "features_*", "weights_*"]),
+    ("shortcut", "Ground truth: a planted shortcut",
+     "Studies that plant a class-specific mark in their training images. Reliance: accuracy on clean test images "
+     "minus accuracy with a wrong class's mark (higher: the model follows the mark; lower is better). Per attribution "
+     "method, on test images carrying their own class's mark: the share of attribution mass inside the mark and the "
+     "pointing game (the map's maximum inside the mark); a random map scores the mark's share of the image (chance). "
+     "A method that reveals the shortcut scores higher on models that rely on it: its Spearman correlation with "
+     "reliance across cells is positive.",
+     ["shortcut_*"]),
     ("agreement", "Do the measures agree?",
      "Spearman correlation across all cells of a study between every explainability and robustness measure, "
      "with the number of cells and a 95% interval (Fisher z, Bonett–Wright standard error).",
@@ -188,6 +218,26 @@ def agreement_sentences(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def shortcut_section(tables_dir: Path) -> str:
+    """The detection table: per study, method and score, the mean, chance, and the correlation with
+    reliance across cells (interval; undefined ones counted)."""
+    path = tables_dir / "shortcut.csv"
+    table = read_csv(path) if path.exists() else pd.DataFrame()
+    if table.empty:
+        return "<p><em>No planted-shortcut study in this configuration.</em></p>"
+    shown = table.assign(
+        rho=[f"{r.rho:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if np.isfinite(r.ci_low) else
+             (f"{r.rho:+.2f} (no interval: n < 4)" if np.isfinite(r.rho) else "undefined") for r in table.itertuples()],
+        mean=table["mean"].map(lambda v: f"{v:.3f}"), chance=table.chance.map(lambda v: f"{v:.3f}"))
+    undefined = int((~table.defined.astype(bool)).sum())
+    return ("<div class='scroll'>" + _table(shown[["study", "method", "score", "n_cells", "mean", "chance", "rho"]])
+            + "</div><p class='caption'>rho: Spearman correlation across cells between the method's score and the "
+            f"cell's reliance, with a 95% interval (Fisher z, Bonett–Wright). {undefined} undefined (fewer than 4 "
+            "cells, or a score or reliance constant over cells), counted here and never averaged. Cells of one study "
+            "differ by regularizer and seed only, so a correlation says which methods track reliance across these "
+            "models; it does not show the method would on other data.</p>")
+
+
 def _cells_section(figures_dir: Path) -> str:
     cell_dirs = sorted({p.parent for p in (figures_dir / "cells").rglob("*.png")})
     shown = ("*.png", "*.gif")
@@ -261,6 +311,9 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
                          "with 3 or more seeds, each seed's value (a / b) with 2.</p>")
         if sid == "what":
             parts.append(dissection_note(summary))
+            parts.append(groups_note(tables_dir))
+        if sid == "shortcut":
+            parts.append(shortcut_section(tables_dir))
         if sid == "agreement":
             parts.append("<ul>" + "".join(f"<li>{s}</li>" for s in agreement_sentences(agree)) + "</ul>")
         parts += [f"<h3>{html.escape(p.stem.replace('_', ' '))}</h3>{_img(p)}" for p in by_section[sid]]

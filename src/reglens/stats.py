@@ -179,3 +179,34 @@ def agreement(tidy: pd.DataFrame) -> pd.DataFrame:
                              "ci_low": lo, "ci_high": hi, "defined": bool(np.isfinite(rho))})
     return pd.DataFrame(rows, columns=["study", "measure_a", "measure_b", "n_cells", "rho", "ci_low", "ci_high",
                                        "defined"])
+
+
+SHORTCUT_COLUMNS = ["study", "method", "score", "n_cells", "mean", "chance", "rho", "ci_low", "ci_high", "defined"]
+
+
+def shortcut_detection(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Per planted-shortcut study, attribution method and score (mass inside the mark, pointing game):
+    the mean over cells, the chance level (the mark's share of the image: what a random map scores),
+    and the Spearman correlation across cells of the score with the cell's reliance on the mark (does
+    the method tell reliant models from the others?), with n and a 95% interval. `defined` is False
+    (rho NaN, counted) with fewer than 4 cells or a constant score or reliance."""
+    rows = []
+    for study, group in tidy[tidy.metric.str.startswith("shortcut_")].groupby("study"):
+        wide = group.pivot_table(index=["arch", "reg", "seed"], columns="metric", values="value", aggfunc="mean")
+        if "shortcut_reliance" not in wide:
+            continue
+        chance = float(wide["shortcut_area"].mean()) if "shortcut_area" in wide else float("nan")
+        for column in sorted(wide.columns):
+            match = re.fullmatch(r"shortcut_(mass|pointing)_(.+)", column)
+            if not match:
+                continue
+            pair = wide[["shortcut_reliance", column]].dropna()
+            n = len(pair)
+            rho = float("nan")
+            if n >= 4 and pair.iloc[:, 0].nunique() > 1 and pair.iloc[:, 1].nunique() > 1:
+                rho = float(stats.spearmanr(pair.iloc[:, 0], pair.iloc[:, 1]).statistic)
+            lo, hi = spearman_interval(rho, n)
+            rows.append({"study": study, "method": match.group(2), "score": match.group(1), "n_cells": n,
+                         "mean": float(pair.iloc[:, 1].mean()) if n else float("nan"), "chance": chance,
+                         "rho": rho, "ci_low": lo, "ci_high": hi, "defined": bool(np.isfinite(rho))})
+    return pd.DataFrame(rows, columns=SHORTCUT_COLUMNS)

@@ -30,6 +30,8 @@ CELLS = reglens_config.cells(CFG)
 IMAGE_CELLS = [cell for cell in CELLS if reglens_aggregate.inputs_of(cell.as_dict()) == "images"]
 POINT_STUDIES = sorted({cell.study for cell in CELLS} - {cell.study for cell in IMAGE_CELLS})
 IMAGE_STUDIES = sorted({cell.study for cell in IMAGE_CELLS})
+SHORTCUT_CELLS = [cell for cell in CELLS if cell.shortcut]
+SHORTCUT_STUDIES = sorted({cell.study for cell in SHORTCUT_CELLS})
 DATA_ROOT = CFG["data"]["root"]
 CELL_DIR = "results/{study}/{arch}/{reg}/seed{seed}"
 ROAR = CFG["roar"]
@@ -72,10 +74,17 @@ def dataset_file(dataset):
     return f"{DATA_ROOT}/data/{dataset}.pt"
 
 
+def study_data(study):
+    """A study's dataset file: its dataset's, or the study's own when it plants a shortcut."""
+    if "shortcut" in CFG["studies"][study]:
+        return f"{DATA_ROOT}/data/shortcut/{study}.pt"
+    return dataset_file(CFG["studies"][study]["dataset"])
+
+
 def study_dataset_file(wildcards):
     """A cell's dataset file, checked, as ancient: it is a deterministic conversion of a checksummed
     release, so rebuilding it (same bytes) must not make every cell's results look outdated."""
-    return ancient(checked(dataset_file(cell_of(wildcards).dataset)))
+    return ancient(checked(study_data(cell_of(wildcards).study)))
 
 
 def existing_only(paths):
@@ -91,14 +100,16 @@ def one_of(names):
 def figure_inputs(wildcards):
     """What draw_figures reads besides the tables: each cell's saved maps and tables."""
     paths = [f"{CELL_DIR.format(**cell.as_dict())}/{source}" for cell in CELLS
-             for source in reglens_plots.cell_figure_sources(["train", "robustness", "explain", *ENABLED], cell.as_dict())]
+             for source in reglens_plots.cell_figure_sources(["train", "robustness", "explain", "shortcut", *ENABLED],
+                                                             cell.record())]
     paths += [f"results/{cell}/{source}" for cell in ROAR["cells"] for source in reglens_plots.cell_figure_sources(["roar"])]
     return [checked(path) for path in existing_only(paths)]
 
 
 def aggregate_inputs(wildcards):
     paths = [pattern.format(**cell.as_dict()) for cell in CELLS
-             for pattern in reglens_aggregate.stage_files(CELL_DIR, ENABLED, reglens_aggregate.inputs_of(cell.as_dict()))]
+             for pattern in reglens_aggregate.stage_files(CELL_DIR, ENABLED, reglens_aggregate.inputs_of(cell.as_dict()),
+                                                          cell.shortcut)]
     return [checked(path) for path in existing_only(paths + roar_targets())]
 
 
@@ -125,7 +136,11 @@ def roar_targets():
 
 def all_targets():
     return (train_targets() + robustness_targets() + explain_targets() + roar_targets() + road_targets()
-            + dissect_targets() + ["results/report.html"])
+            + dissect_targets() + shortcut_targets() + ["results/report.html"])
+
+
+def shortcut_targets():
+    return cell_paths(f"{CELL_DIR}/shortcut/scores.csv", SHORTCUT_CELLS)
 
 
 # Helpers of the stage rules (rule files hold rules only).

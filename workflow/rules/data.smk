@@ -1,4 +1,5 @@
-# Download (or stage) the official releases, verify them, convert each once into a tensor file.
+# Download (or stage) the official releases, verify them, convert each once into a tensor file;
+# a planted-shortcut study's dataset is derived from its base dataset's file once.
 
 localrules:
     download,
@@ -32,3 +33,20 @@ rule prepare_data:
         "../envs/reglens.yaml"
     script:
         "../scripts/prepare_data.py"
+
+
+rule plant_shortcut:
+    input:
+        lambda wildcards: ancient(checked(dataset_file(CFG["studies"][wildcards.study]["dataset"]))),
+    output:
+        f"{DATA_ROOT}/data/shortcut/{{study}}.pt",
+    params:
+        settings=lambda wildcards: CFG["studies"][wildcards.study]["shortcut"],
+    wildcard_constraints:
+        study=one_of(SHORTCUT_STUDIES),
+    log:
+        "logs/plant_shortcut/{study}.log",
+    conda:
+        "../envs/reglens.yaml"
+    script:
+        "../scripts/plant_shortcut.py"

@@ -30,13 +30,16 @@ rule aggregate:
         ranking=f"{TABLES}/ranking.csv",
         scorecard=f"{TABLES}/scorecard.csv",
         agreement=f"{TABLES}/agreement.csv",
+        shortcut=f"{TABLES}/shortcut.csv",
+        shortcut_scores=f"{TABLES}/shortcut_scores.csv",
+        dissect_groups=f"{TABLES}/dissect_groups.csv",
         dissect_units=f"{TABLES}/dissect_units.csv",
         roar_leakage=f"{TABLES}/roar_leakage.csv",
         road_curves=f"{TABLES}/road_curves.csv",
         history=f"{TABLES}/history.csv",
         weight_hist=f"{TABLES}/weight_hist.csv",
     params:
-        cells=[cell.as_dict() for cell in CELLS],
+        cells=[cell.record() for cell in CELLS],
         roar_cells=CFG["roar"]["cells"],
         enabled=ENABLED,
     log:
@@ -55,7 +58,7 @@ rule draw_figures:
     output:
         report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
     params:
-        cells=[cell.as_dict() for cell in CELLS],
+        cells=[cell.record() for cell in CELLS],
         svg=CFG["figures"]["svg"],
     log:
         "logs/figures.log",

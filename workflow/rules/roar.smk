@@ -32,7 +32,7 @@ rule roar_rank:
 
 rule roar_baseline:
     input:
-        data=lambda wildcards: ancient(checked(dataset_file(CFG["studies"][wildcards.study]["dataset"]))),
+        data=lambda wildcards: ancient(checked(study_data(wildcards.study))),
     output:
         f"results/{{study}}/_roar/{{learner}}/baseline.json",
     params:

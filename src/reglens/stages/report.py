@@ -5,11 +5,12 @@ from reglens import aggregate, plots, report, stats
 from reglens.io import write_csv
 
 STACKED = {"history": "history.csv", "weight_hist": "robustness/weight_hist.csv", "roar_curves": "roar/curves.csv", "roar_leakage": "roar/leakage.csv", "road_curves": "road/curves.csv",
-           "mprt": "explain/mprt.csv", "attacks": "robustness/attacks.csv", "dissect_units": "dissect/units.csv"}
+           "mprt": "explain/mprt.csv", "attacks": "robustness/attacks.csv", "dissect_units": "dissect/units.csv",
+           "shortcut_scores": "shortcut/scores.csv"}
 
 
 def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dict) -> None:
-    """`out` maps metrics, missing, summary, comparisons, ranking, scorecard, agreement and the STACKED tables to paths;
+    """`out` maps metrics, missing, summary, comparisons, ranking, scorecard, agreement, shortcut and the STACKED tables to paths;
     `enabled` names the optional per-cell stages the config runs."""
     tidy, missing = aggregate.collect(results_root, cells, roar_cells, enabled=enabled)
     write_csv(out["metrics"], tidy)
@@ -22,6 +23,8 @@ def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dic
     write_csv(out["ranking"], stats.ranking(summary))
     write_csv(out["scorecard"], stats.scorecard(tidy))
     write_csv(out["agreement"], stats.agreement(tidy))
+    write_csv(out["shortcut"], stats.shortcut_detection(tidy))
+    write_csv(out["dissect_groups"], aggregate.group_tables(results_root, cells))
 
 
 def run_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1, svg: bool = True) -> list[str]:
