@@ -39,7 +39,7 @@ TINY = {
     "road": {"enabled": False},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.5},
-                         "train": {"epochs": 60, "lr": 0.05, "batch_size": 64}}},
+                         "train": {"epochs": 30, "lr": 0.05, "batch_size": 64}}},
 }
 
 
