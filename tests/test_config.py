@@ -20,7 +20,7 @@ def _with(**study):
 
 
 @pytest.mark.parametrize("change,expected", [
-    (dict(archs=["resnet19"]), r"studies\.s\.archs\[0\]: 'resnet19' is not valid; valid: \['ddnet', 'lenet'"),
+    (dict(archs=["resnet19"]), r"studies\.s\.archs\[0\]: 'resnet19' is not valid; valid: \['alexnet', 'alexnet_b', 'ddnet', 'lenet'"),
     (dict(dataset="imagenet"), r"studies\.s\.dataset: 'imagenet' is not valid; valid: \['cifar10', 'cifar100', 'clusters2d', 'digits', 'mnist'\]"),
     (dict(regularizers=["l3"]), r"studies\.s\.regularizers\[0\]: unknown regularizer 'l3'; defined variants: \['l2', 'none'\]"),
     (dict(epochs=3), r"studies\.s: unknown key\(s\) \['epochs'\]; valid: \['archs', 'dataset', 'model', 'regularizers', 'seeds', 'shortcut', 'train'\]"),

@@ -37,6 +37,8 @@ TINY = {
     "dissect": {"broden": {"source": "synthetic", "synthetic": {"images": 30, "seg_size": 16, "scale": 2}},
                 "input_size": 16, "workers": 0, "top_units": 1, "top_images": 2},
     "road": {"enabled": False},
+    "net2vec": {"images": 30, "min_pixels": 20, "max_concepts": 3, "epochs": 3},
+    "lesion": {"ks": [1], "draws": 1, "train_images": 100},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.5},
                          "train": {"epochs": 30, "lr": 0.05, "batch_size": 64}}},
@@ -119,7 +121,7 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
     assert set(group_logs) == {"cell-tiny-simplecnn-none-0", "cell-tiny-simplecnn-l2-0"}
     for log in group_logs.values():
         ran = set(re.findall(r"^\s*(?:local)?rule (\w+):", log.read_text(), flags=re.M))
-        assert ran == {"explain", "actmax", "attack", "diagnose", "dissect"}, log.read_text()[-3000:]
+        assert ran == {"explain", "actmax", "attack", "diagnose", "dissect", "net2vec", "lesion"}, log.read_text()[-3000:]
     assert list((tmp_path / "logs" / "slurm").rglob("*.log"))  # SLURM logs are kept where documented
     submitted = {p.name.removeprefix("rule_") for p in (tmp_path / "logs" / "slurm").glob("rule_*")}
     assert "train" in submitted and not submitted & {"aggregate", "draw_figures", "report", "roar_score"}

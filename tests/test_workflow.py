@@ -32,6 +32,8 @@ TINY = {
              "fit_floor": 0.3, "train": {"optimizer": "adam", "lr": 0.01, "epochs": 8}},
     "road": {"methods": ["random", "saliency"], "fractions": [0.25, 0.5], "images": 60},
     "shortcut": {"methods": ["saliency", "random"], "images": 20},
+    "net2vec": {"images": 40, "min_pixels": 20, "max_concepts": 5, "epochs": 5},
+    "lesion": {"ks": [1, 2], "draws": 2, "train_images": 200},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn", "lenet"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.25}, "shortcut": {"size": 2, "rate": 0.9},
                          "train": {"epochs": 3, "lr": 0.05, "batch_size": 64}},
@@ -72,9 +74,11 @@ def test_tiny_study_end_to_end(study):
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     # explain: gini and entropy per method, 6 randomization-check measures per checked method, the
     # agreement mean and its undefined count; boundary: 6 per plane kind; actmax: 5
-    # shortcut: 6 cell-level measures, and mass, pointing and undefined count per method
+    # shortcut: 6 cell-level measures, and mass, pointing and undefined count per method; lesion: top,
+    # random and their difference per k; net2vec: 8 over layers and 6 per layer (checked below)
     per_cell = {"train": 8, "attack": 8, "calibration": 3, "boundary": 2 * 6, "weights": 5,
-                "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2, "shortcut": 6 + 2 * 3}
+                "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2, "shortcut": 6 + 2 * 3,
+                "lesion": 3 * 2, "net2vec": 8 + 6 * 2}
     # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method;
     # the toy study's one cell (2-D points) has every stage but those that need images
     points = {"train", "attack", "calibration", "boundary", "weights"}

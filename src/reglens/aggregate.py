@@ -128,6 +128,31 @@ def _dissect(path: Path) -> dict:
     return out
 
 
+def _net2vec(path: Path) -> dict:
+    """Net2Vec per layer and over layers: concepts fitted, mean held-out IoU of the embeddings, of the
+    best single units and of marking every pixel, units to reach 90 % (mean over concepts that reach it;
+    those that never do are counted), the weights' entropy, and how many concepts the embedding wins."""
+    table = read_csv(path)
+    out = {}
+    for scope, frame in [("", table)] + [(f"@{layer.removeprefix('body.')}", f) for layer, f in table.groupby("layer", sort=False)]:
+        out[f"net2vec_concepts{scope}"] = float(len(frame))
+        if not len(frame):
+            continue
+        out[f"net2vec_embedding_iou{scope}"] = frame.embedding_iou.mean()
+        out[f"net2vec_best_unit_iou{scope}"] = frame.best_unit_iou.mean()
+        out[f"net2vec_units_to_reach{scope}"] = frame.units_to_reach.mean()
+        out[f"net2vec_entropy{scope}"] = frame.entropy.mean()
+        out[f"net2vec_beats{scope}"] = float(frame.beats_best_unit.astype(bool).sum())
+    if len(table):
+        out["net2vec_everywhere_iou"] = table.everywhere_iou.mean()
+        out["net2vec_unreached"] = float(table.units_to_reach.isna().sum())
+    return out
+
+
+def _lesion(path: Path) -> dict:
+    return {k: v for k, v in read_json(path).items() if k.startswith("lesion_")}
+
+
 def _shortcut(path: Path) -> dict:
     """Reliance on the planted mark; per method the attribution mass inside it and the pointing game,
     and how many images had an undefined value (a map that is zero or constant)."""
@@ -153,10 +178,12 @@ STAGES = {
     "road": ("road/scores.csv", _road),
     "dissect": ("dissect/summary.json", _dissect),
     "shortcut": ("shortcut/scores.csv", _shortcut),
+    "net2vec": ("concepts/net2vec.csv", _net2vec),
+    "lesion": ("lesion/summary.json", _lesion),
 }
 PER_CELL = [stage for stage in STAGES if stage != "roar"]  # roar runs on the configured base cells only
-OPTIONAL = ("road", "dissect")  # per-cell stages a config can switch off
-IMAGE_ONLY = ("explain", "actmax", "roar", "road", "dissect", "shortcut")  # stages that need images (not 2-D points)
+OPTIONAL = ("road", "dissect", "net2vec", "lesion")  # per-cell stages a config can switch off
+IMAGE_ONLY = ("explain", "actmax", "roar", "road", "dissect", "shortcut", "net2vec", "lesion")  # need images
 
 
 def per_cell_stages(enabled=OPTIONAL, inputs: str = "images", shortcut: bool = False) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import actmax, attribution, data, dissect, models, regularizers, roar, robustness, shortcut
+from reglens import actmax, attribution, concepts, data, dissect, models, regularizers, roar, robustness, shortcut
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
 from reglens.train import TRAIN_DEFAULTS
@@ -113,6 +113,9 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     cfg["road"] = {**roar.ROAD_DEFAULTS, **cfg.get("road", {})}
     cfg["shortcut"] = {**shortcut.MEASURE_DEFAULTS, **cfg.get("shortcut", {})}
     _dissect_settings(cfg)
+    for key, defaults in (("net2vec", concepts.NET2VEC_DEFAULTS), ("lesion", concepts.LESION_DEFAULTS)):
+        cfg[key] = {**defaults, **cfg.get(key, {})}
+        cfg[key]["enabled"] = bool(cfg[key]["enabled"] and cfg["dissect"]["enabled"])  # on dissected cells only
     variants = cfg["regularizers"]
     for name in variants:
         _check_variant(name, variants, f"regularizers.{name}")

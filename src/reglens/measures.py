@@ -75,16 +75,19 @@ SCORECARD = [
 # per attribution method, and scorecard measures that pick one attack budget or average over methods
 AGREEMENT_METRICS = [r"roar_score_.+", r"kar_score_.+", r"road_score_.+", r".+_mprt_all_layers", r"method_agreement_mean",
                      r"dissect_unique_concepts", r"dissect_detector_fraction", r"tv_isotropic_random",
-                     r"boundary_distance_adversarial", r"shortcut_reliance", r"shortcut_(mass|pointing)_.+"]
+                     r"boundary_distance_adversarial", r"shortcut_reliance", r"shortcut_(mass|pointing)_.+",
+                     r"net2vec_units_to_reach", r"net2vec_embedding_iou", r"lesion_concentration@1"]
 AGREEMENT_MEASURES = ["pgd_acc", "fgsm_acc", "gini"]
 
 _UNIT = [(r"((roar|kar|road)_score_.*|roar_score|kar_score|road_score|shortcut_reliance)", (-1.0, 1.0)),
          (r"(.*_acc(@.*)?|roar_leakage@.*|leakage_acc|ece|.*fraction.*|.*_gini|gini|road_(morf|lerf)_auc_.*|"
-          r"actmax_saturation|.*_above_tolerance|.*_undefined|shortcut_(acc_.*|follow|area|mass_.*|pointing_.*))", (0.0, 1.0)),
+          r"actmax_saturation|.*_above_tolerance|.*_undefined|shortcut_(acc_.*|follow|area|mass_.*|pointing_.*)|"
+          r"net2vec_.*_iou(@.*)?|dissect_group_.*)", (0.0, 1.0)),
+         (r"lesion_.*", (-1.0, 1.0)),
          (r"(.*_mprt_(all_layers|top_layer|independent)|mprt|method_agreement_mean)", (-1.0, 1.0)),
          (r"brier", (0.0, 2.0)),
          (r"(.*_loss(@.*)?|nll|.*_entropy|.*seconds|images_per_s|dissect_.*|unique_concepts|.*_sd|tv_.*|boundary_tv|"
-          r"boundary_distance.*|weights_.*|actmax_.*|.*_steps_.*|.*_completeness_.*|roar_runs|roar_unfitted)",
+          r"boundary_distance.*|weights_.*|actmax_.*|.*_steps_.*|.*_completeness_.*|roar_runs|roar_unfitted|net2vec_.*)",
           (0.0, math.inf))]
 
 

@@ -111,6 +111,13 @@ def jobs(cfg: dict) -> list[Job]:
             images = dissect["broden"]["synthetic"]["images"] if dissect["broden"]["source"] == "synthetic" else 63305
             body = forward_flops(cell.arch, ds.channels, ds.size, ds.num_classes, width, dissect["input_size"])
             out.append(Job("dissect", 2 * body * images))
+            if cfg["net2vec"]["enabled"]:  # the body over its images once per layer; the fit is small beside it
+                n2v = min(cfg["net2vec"]["images"], images)
+                out.append(Job("net2vec", body * n2v * len(models.MODELS[cell.arch].layer_names)))
+            if cfg["lesion"]["enabled"]:  # importance (one gradient per image), then each ablation's test pass
+                lz = cfg["lesion"]
+                passes = 1 + len(lz["ks"]) * (1 + lz["draws"])
+                out.append(Job("lesion", fwd * (GRADIENT * lz["train_images"] + passes * ds.test_size)))
         if cell.shortcut:  # three test splits predicted, the methods on the marked images
             per_image = sum(attribution_cost(m, explain["options"]) for m in cfg["shortcut"]["methods"])
             out.append(Job("shortcut", fwd * (3 * ds.test_size + per_image * cfg["shortcut"]["images"])))

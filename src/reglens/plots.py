@@ -756,7 +756,11 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers:
               "dissect_unique_concepts_per_category": "unique concepts detected (per category, summed)",
               "dissect_detector_fraction": "fraction of units that are concept detectors",
               "shortcut_reliance": "shortcut reliance (clean - flipped accuracy)",
-              "dissect_group_agreement": "filters of a group sharing its concept (share)"}
+              "dissect_group_agreement": "filters of a group sharing its concept (share)",
+              "net2vec_embedding_iou": "Net2Vec embedding IoU (held-out Broden)",
+              "net2vec_best_unit_iou": "best single unit's IoU (held-out Broden)",
+              "net2vec_units_to_reach": "units for 90% of the embedding's IoU",
+              "net2vec_entropy": "entropy of the embedding's |weights| (nats)"}
     for metric, label in labels.items():
         if metric in present:
             made += metric_by_regularizer(tidy, summary, metric, tmp / metric, label)
@@ -773,6 +777,9 @@ def study_figures(tables_dir, results_root, out_dir, cells: list[dict], workers:
     made += per_method(tidy, summary, lambda m: m.removeprefix("dissect_unique_concepts@")
                        if m.startswith("dissect_unique_concepts@") else None,
                        tmp / "dissect_by_layer", "unique concepts (one label per unit)")
+    made += per_method(tidy, summary, lambda m: f"k={m.removeprefix('lesion_concentration@')}"
+                       if m.startswith("lesion_concentration@") else None,
+                       tmp / "lesion_concentration", "accuracy drop: top-k units minus k random units")
     made += per_method(tidy, summary, lambda m: m.removeprefix("dissect_group_agreement@")
                        if m.startswith("dissect_group_agreement@") else None,
                        tmp / "dissect_group_agreement_by_layer", "group concept agreement")

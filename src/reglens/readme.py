@@ -197,7 +197,41 @@ def groups(tidy: pd.DataFrame) -> str:
     return headline(d, GROUPS) + "\n\n" + " ".join(text)
 
 
+CONCEPTS = [("net2vec_concepts", "concepts"), ("net2vec_embedding_iou", "embedding IoU"),
+            ("net2vec_best_unit_iou", "best unit IoU"), ("net2vec_everywhere_iou", "every-pixel IoU"),
+            ("net2vec_beats", "embedding wins"), ("net2vec_units_to_reach", "units for 90%"),
+            ("lesion_drop_top@1", "drop, top unit"), ("lesion_drop_random@1", "drop, random unit"),
+            ("lesion_drop_top@4", "drop, top 4"), ("lesion_drop_random@4", "drop, random 4")]
+
+
+def concepts_block(tidy: pd.DataFrame) -> str:
+    """Net2Vec and lesions per study, architecture and regularizer, with what they do not support."""
+    d = tidy[tidy.metric.str.startswith(("net2vec_", "lesion_"))]
+    if d.empty:
+        return "_No Net2Vec or lesion results in these tables._"
+    cells = tidy[tidy.study.isin(set(d.study))]
+    text = []
+    emb = d[d.metric == "net2vec_embedding_iou"].value
+    unit = d[d.metric == "net2vec_best_unit_iou"].value
+    every = d[d.metric == "net2vec_everywhere_iou"].value
+    if len(emb):
+        text.append(f"Over {len(emb)} cells, the Net2Vec embeddings reach a mean held-out IoU of {emb.mean():.3f} against "
+                    f"{unit.mean():.3f} for the best single unit and {every.mean():.3f} for marking every pixel (a "
+                    "frequent concept's embedding must beat that before it says anything).")
+    top, rand = d[d.metric == "lesion_drop_top@1"].value, d[d.metric == "lesion_drop_random@1"].value
+    if len(top):
+        text.append(f"Zeroing a class's most important unit of the last layer lowers its accuracy by {top.mean():.3f} on "
+                    f"average over {len(top)} cells, a random unit by {rand.mean():.3f}.")
+    seeds = int(cells.groupby(["study", "arch", "reg"]).seed.nunique().max())
+    if seeds < 3:
+        text.append(f"With {seeds} seeds per cell and a synthetic Broden whose concepts the digit models never saw, "
+                    "these numbers do not support a claim that a regularizer makes concepts more distributed or "
+                    "decisions more concentrated.")
+    return headline(cells[cells.metric.isin([m for m, _ in CONCEPTS])], CONCEPTS) + "\n\n" + " ".join(text)
+
+
 SECTIONS = {"headline": lambda t: headline(read_csv(t / "metrics.csv")),
+            "concepts": lambda t: concepts_block(read_csv(t / "metrics.csv")),
             "groups": lambda t: groups(read_csv(t / "metrics.csv")),
             "shortcut": lambda t: shortcut(read_csv(t / "metrics.csv"), read_csv(t / "shortcut.csv")),
             "quality": lambda t: quality(read_csv(t / "metrics.csv")),

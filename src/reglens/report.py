@@ -112,8 +112,11 @@ SECTIONS = [
      "data range), and Network Dissection: units whose thresholded activation matches a Broden concept "
      "(more unique concepts and detectors: more units aligned with human concepts); the feature maps of the first "
      "and last named layers on a test image, and each layer's weight distribution (L1 and elastic net should "
-     "pile weights at zero).",
-     ["actmax_*", "dissect_*", "features_*", "weights_*"]),
+     "pile weights at zero). Beyond single units: Net2Vec concept embeddings (weights over a layer's units "
+     "that segment a Broden concept; held-out IoU against the best single unit, and how many units a concept "
+     "needs: more is more distributed) and lesions (each class's accuracy with its most important units of the "
+     "last layer zeroed, minus with random ones: higher, more concentrated decisions).",
+     ["actmax_*", "dissect_*", "features_*", "weights_*", "net2vec_*", "lesion_*"]),
     ("shortcut", "Ground truth: a planted shortcut",
      "Studies that plant a class-specific mark in their training images. Reliance: accuracy on clean test images "
      "minus accuracy with a wrong class's mark (higher: the model follows the mark; lower is better). Per attribution "

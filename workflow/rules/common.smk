@@ -218,4 +218,6 @@ def broden_root():
 def dissect_targets():
     if not DISSECT["enabled"]:
         return []
-    return cell_paths(f"{CELL_DIR}/dissect/summary.json", IMAGE_CELLS)
+    return (cell_paths(f"{CELL_DIR}/dissect/summary.json", IMAGE_CELLS)
+            + (cell_paths(f"{CELL_DIR}/concepts/net2vec.csv", IMAGE_CELLS) if CFG["net2vec"]["enabled"] else [])
+            + (cell_paths(f"{CELL_DIR}/lesion/summary.json", IMAGE_CELLS) if CFG["lesion"]["enabled"] else []))

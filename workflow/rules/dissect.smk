@@ -1,4 +1,5 @@
-# Network Dissection: Broden fetched (or generated) once, then each cell's units named by concept.
+# Network Dissection: Broden fetched (or generated) once, then each cell's units named by concept;
+# beyond single units, Net2Vec concept embeddings and lesions on every dissected cell.
 DISSECT_DIR = f"{CELL_DIR}/dissect"
 
 localrules:
@@ -39,3 +40,40 @@ rule dissect:
         "../envs/reglens.yaml"
     script:
         "../scripts/dissect.py"
+
+
+rule net2vec:
+    input:
+        model=intact(f"{CELL_DIR}/model.pt"),
+        broden=ancient(broden_root()),
+        units=intact(f"{DISSECT_DIR}/units.csv"),
+    output:
+        f"{CELL_DIR}/concepts/net2vec.csv",
+    params:
+        dissect={k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")},
+        cfg={k: v for k, v in CFG["net2vec"].items() if k != "enabled"},
+    log:
+        "logs/net2vec/{study}/{arch}/{reg}/seed{seed}.log",
+    threads: config["torch_threads"]
+    conda:
+        "../envs/reglens.yaml"
+    script:
+        "../scripts/net2vec.py"
+
+
+rule lesion:
+    input:
+        model=intact(f"{CELL_DIR}/model.pt"),
+        data=study_dataset_file,
+    output:
+        curves=f"{CELL_DIR}/lesion/curves.csv",
+        summary=f"{CELL_DIR}/lesion/summary.json",
+    params:
+        cfg={k: v for k, v in CFG["lesion"].items() if k != "enabled"},
+    log:
+        "logs/lesion/{study}/{arch}/{reg}/seed{seed}.log",
+    threads: config["torch_threads"]
+    conda:
+        "../envs/reglens.yaml"
+    script:
+        "../scripts/lesion.py"

@@ -33,6 +33,8 @@ rule aggregate:
         shortcut=f"{TABLES}/shortcut.csv",
         shortcut_scores=f"{TABLES}/shortcut_scores.csv",
         dissect_groups=f"{TABLES}/dissect_groups.csv",
+        net2vec=f"{TABLES}/net2vec.csv",
+        lesion_curves=f"{TABLES}/lesion_curves.csv",
         dissect_units=f"{TABLES}/dissect_units.csv",
         roar_leakage=f"{TABLES}/roar_leakage.csv",
         road_curves=f"{TABLES}/road_curves.csv",

@@ -6,7 +6,7 @@ from reglens.io import write_csv
 
 STACKED = {"history": "history.csv", "weight_hist": "robustness/weight_hist.csv", "roar_curves": "roar/curves.csv", "roar_leakage": "roar/leakage.csv", "road_curves": "road/curves.csv",
            "mprt": "explain/mprt.csv", "attacks": "robustness/attacks.csv", "dissect_units": "dissect/units.csv",
-           "shortcut_scores": "shortcut/scores.csv"}
+           "shortcut_scores": "shortcut/scores.csv", "net2vec": "concepts/net2vec.csv", "lesion_curves": "lesion/curves.csv"}
 
 
 def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dict) -> None:
