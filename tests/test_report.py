@@ -225,3 +225,22 @@ def test_readme_quality_block_counts_what_did_not_converge():
     assert "1 cells needed 512 steps" in text
     assert "every objective but 1 across 3 cells (least ratio 0.90×)" in text
     assert "| s / a | none | 2 | 0.004 / 0.002 |" in text  # two seeds: each seed's median, in seed order
+
+
+def test_readme_flags_cells_that_did_not_train_and_leaves_them_out_of_sentences():
+    from reglens import readme
+
+    rows = []
+    for arch, reg, seed, acc, agreement, chance in (("a", "l2", 0, 0.9, 0.6, 0.4), ("a", "l2", 1, 0.85, 0.5, 0.4),
+                                                     ("a", "cgl", 0, 0.1, 0.9, 0.1), ("a", "cgl", 1, 0.8, 0.7, 0.5)):
+        for stage, metric, value in (("train", "test_acc", acc), ("dissect", "dissect_group_agreement", agreement),
+                                     ("dissect", "dissect_group_agreement_chance", chance)):
+            rows.append({"study": "s", "dataset": "digits", "arch": arch, "reg": reg, "seed": seed, "stage": stage,
+                         "metric": metric, "value": value})
+    tidy = pd.DataFrame(rows)
+    assert readme.untrained(tidy)[["reg", "seed"]].values.tolist() == [["cgl", 0]]  # 0.1 is chance for 10 digits
+    text = readme.groups(tidy)
+    assert "1 cell(s) did not train" in text and "s/a/cgl/seed0" in text
+    assert "cgl 0.700 vs 0.500" in text and "l2 0.550 vs 0.400" in text  # the failed cell's 0.9 left out
+    assert "| s / a | cgl | 2 | 0.100 / 0.800 |" in text  # the table still shows it
+    assert np.isnan(reglens_stats.spearman_interval(1.0, 6)[0])  # |rho| = 1: no Fisher-z interval

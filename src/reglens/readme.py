@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reglens import stats
+from reglens import data, stats
 from reglens.io import atomic_path, read_csv
 
 
@@ -142,6 +142,8 @@ def shortcut(tidy: pd.DataFrame, detection: pd.DataFrame) -> str:
     def rho(row) -> str:
         if not row.defined:
             return "undefined"
+        if not np.isfinite(row.ci_low):
+            return f"{row.rho:+.2f} (no interval)"
         return f"{row.rho:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
 
     for (study, method), g in detection.groupby(["study", "method"]):
@@ -175,26 +177,52 @@ GROUPS = [("test_acc", "test acc"), ("dissect_unique_concepts", "unique concepts
           ("dissect_group_agreement_chance", "chance agreement")]
 
 
+def untrained(tidy: pd.DataFrame, margin: float = 0.05) -> pd.DataFrame:
+    """Cells (study, arch, reg, seed) whose test accuracy is within `margin` of chance (1 / classes):
+    models that did not train, flagged and counted, never averaged into a sentence."""
+    acc = tidy[tidy.metric == "test_acc"]
+    chance = acc.dataset.map(lambda name: 1 / data.spec(name).num_classes)
+    return acc[acc.value <= chance + margin][["study", "arch", "reg", "seed"]]
+
+
+def _without(tidy: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    keys = ["study", "arch", "reg", "seed"]
+    marked = tidy.merge(cells.assign(_drop=True), on=keys, how="left")
+    return marked[marked._drop.isna()].drop(columns="_drop")
+
+
+def _untrained_sentence(cells: pd.DataFrame) -> str:
+    if cells.empty:
+        return ""
+    names = ", ".join(f"{r.study}/{r.arch}/{r.reg}/seed{r.seed}" for r in cells.itertuples())
+    return (f"{len(cells)} cell(s) did not train (test accuracy within 0.05 of chance: {names}); they are in the "
+            "table, flagged here, and left out of these sentences.")
+
+
 def groups(tidy: pd.DataFrame) -> str:
     """Studies with filter groups: per architecture and regularizer, accuracy, dissection's counts and
     the concept agreement within groups against random groups, with what they do not support."""
     studies = set(tidy[tidy.metric == "dissect_group_agreement"].study)
     if not studies:
         return "_No study with filter groups in these tables._"
-    d = tidy[tidy.study.isin(studies)]
-    text = []
+    everything = tidy[tidy.study.isin(studies)]
+    failed = untrained(everything)
+    d = _without(everything, failed)
+    text = [_untrained_sentence(failed)] if len(failed) else []
     for study, g in d.groupby("study"):
         agree = g[g.metric == "dissect_group_agreement"].groupby("reg").value.mean()
         chance = g[g.metric == "dissect_group_agreement_chance"].groupby("reg").value.mean()
         above = [r for r in agree.index if agree[r] > chance[r]]
         seeds = int(g.groupby(["arch", "reg"]).seed.nunique().min())
-        text.append(f"{study}: mean group agreement (over architectures and seeds) above the chance agreement of "
-                    f"random groups for {len(above)} of {len(agree)} regularizers ({', '.join(above) or 'none'}).")
+        pairs = ", ".join(f"{r} {agree[r]:.3f} vs {chance[r]:.3f}" for r in agree.index)
+        text.append(f"{study}: mean group agreement (over architectures and trained seeds) against the chance "
+                    f"agreement of random groups: {pairs}; above chance for {len(above)} of {len(agree)} "
+                    "regularizers" + (", by less than 0.05 each" if (agree - chance).abs().max() < 0.05 else "") + ".")
         if seeds < 3:
             text.append(f"With {seeds} seed(s) per cell and no interval, these numbers do not support a claim that "
                         "one regularizer makes groups more coherent, and they are not comparable with the source's "
                         "table (other data, other models, a synthetic Broden).")
-    return headline(d, GROUPS) + "\n\n" + " ".join(text)
+    return headline(everything, GROUPS) + "\n\n" + " ".join(text)
 
 
 CONCEPTS = [("net2vec_concepts", "concepts"), ("net2vec_embedding_iou", "embedding IoU"),
@@ -206,11 +234,12 @@ CONCEPTS = [("net2vec_concepts", "concepts"), ("net2vec_embedding_iou", "embeddi
 
 def concepts_block(tidy: pd.DataFrame) -> str:
     """Net2Vec and lesions per study, architecture and regularizer, with what they do not support."""
-    d = tidy[tidy.metric.str.startswith(("net2vec_", "lesion_"))]
-    if d.empty:
+    if not tidy.metric.str.startswith(("net2vec_", "lesion_")).any():
         return "_No Net2Vec or lesion results in these tables._"
+    failed = untrained(tidy)
+    d = _without(tidy[tidy.metric.str.startswith(("net2vec_", "lesion_"))], failed)
     cells = tidy[tidy.study.isin(set(d.study))]
-    text = []
+    text = [_untrained_sentence(failed)] if len(failed) else []
     emb = d[d.metric == "net2vec_embedding_iou"].value
     unit = d[d.metric == "net2vec_best_unit_iou"].value
     every = d[d.metric == "net2vec_everywhere_iou"].value

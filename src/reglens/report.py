@@ -230,7 +230,8 @@ def shortcut_section(tables_dir: Path) -> str:
         return "<p><em>No planted-shortcut study in this configuration.</em></p>"
     shown = table.assign(
         rho=[f"{r.rho:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if np.isfinite(r.ci_low) else
-             (f"{r.rho:+.2f} (no interval: n < 4)" if np.isfinite(r.rho) else "undefined") for r in table.itertuples()],
+             (f"{r.rho:+.2f} (no interval: n < 4 or |rho| = 1)" if np.isfinite(r.rho) else "undefined")
+             for r in table.itertuples()],
         mean=table["mean"].map(lambda v: f"{v:.3f}"), chance=table.chance.map(lambda v: f"{v:.3f}"))
     undefined = int((~table.defined.astype(bool)).sum())
     return ("<div class='scroll'>" + _table(shown[["study", "method", "score", "n_cells", "mean", "chance", "rho"]])

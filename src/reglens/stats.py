@@ -138,10 +138,11 @@ def scorecard(tidy: pd.DataFrame, baseline: str = "none", alpha: float = 0.05) -
 
 def spearman_interval(rho: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Fisher-z interval of a Spearman correlation with Bonett & Wright's (2000) standard error
-    sqrt((1 + rho^2 / 2) / (n - 3)); NaN for n < 4 or an undefined rho."""
-    if n < 4 or not np.isfinite(rho):
+    sqrt((1 + rho^2 / 2) / (n - 3)); NaN for n < 4, an undefined rho, or |rho| = 1 (Fisher's z is
+    infinite there: the interval would collapse to the point, which a few cells cannot support)."""
+    if n < 4 or not np.isfinite(rho) or abs(rho) >= 1 - 1e-12:
         return float("nan"), float("nan")
-    z = math.atanh(min(max(rho, -0.999999), 0.999999))
+    z = math.atanh(rho)
     half = stats.norm.ppf(0.5 + confidence / 2) * math.sqrt((1 + rho ** 2 / 2) / (n - 3))
     return math.tanh(z - half), math.tanh(z + half)
 

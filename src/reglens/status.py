@@ -10,7 +10,8 @@ from reglens import aggregate, config
 # aggregate's stage -> the rules whose logs belong to it
 RULES = {"train": ["train"], "attack": ["attack"], "calibration": ["diagnose"], "boundary": ["diagnose"],
          "weights": ["diagnose"], "explain": ["explain"], "actmax": ["actmax"], "road": ["road"],
-         "dissect": ["dissect"], "roar": ["roar_rank", "roar_retrain", "roar_score"]}
+         "dissect": ["dissect"], "roar": ["roar_rank", "roar_retrain", "roar_score"], "shortcut": ["shortcut"],
+         "net2vec": ["net2vec"], "lesion": ["lesion"]}
 ERROR_MARKERS = ("Traceback (most recent call last)", "Error:", "CANCELLED", "DUE TO TIME LIMIT")
 
 
@@ -30,7 +31,8 @@ def cell_status(cfg: dict, root: Path = Path(".")) -> list[dict]:
     rows = []
     for cell in config.cells(cfg):
         rel = f"{cell.study}/{cell.arch}/{cell.reg}/seed{cell.seed}"
-        stages = aggregate.per_cell_stages(enabled) + (["roar"] if rel in roar_cells else [])
+        stages = aggregate.per_cell_stages(enabled, aggregate.inputs_of(cell.as_dict()), cell.shortcut) + (
+            ["roar"] if rel in roar_cells else [])
         for stage in stages:
             output = Path("results") / rel / aggregate.STAGES[stage][0]
             row = {"cell": rel, "stage": stage, "state": "missing", "output": str(output), "log": "", "tail": []}

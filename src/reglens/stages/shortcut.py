@@ -45,13 +45,13 @@ def run_shortcut(model_path, dataset_path, out: dict, cfg: dict | None = None, o
     rows += [{"metric": "shortcut_acc_marked", "method": "", "value": float((marked_pred == y).double().mean()),
               "undefined": 0, "images": len(y)},
              {"metric": "shortcut_area", "method": "", "value": float(mask.double().mean()), "undefined": 0, "images": n}]
-    x = datasets.to_float(blob["x_test_marked"][:n].to(dev))
+    x, y_n = datasets.to_float(blob["x_test_marked"][:n].to(dev)), y[:n]
     prepared = attribution.prepare(model)
     seed = options.get("seed", attribution.DEFAULTS["seed"])
     figure = {}
     for method in cfg["methods"]:
         maps = torch.cat([attribution.saliency_map(attribution.attribute(
-            prepared, x[i:i + batch], y[i:i + batch], method, prepared=True, **{**options, "seed": seed + i}))
+            prepared, x[i:i + batch], y_n[i:i + batch], method, prepared=True, **{**options, "seed": seed + i}))
             for i in range(0, n, batch)])
         figure[method] = maps[:6].view(-1, *x.shape[-2:]).cpu()
         for name, values in (("mass", shortcut.mass_inside(maps, mask)), ("pointing", shortcut.pointing(maps, mask))):
