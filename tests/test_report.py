@@ -72,6 +72,12 @@ def test_scorecard_planted_effects_against_scipy():
     ps = card.p_value.tolist()
     assert card.p_holm.tolist() == pytest.approx(reglens_stats.holm(ps), nan_ok=True)  # one panel: one family
     assert bool(card.loc[("up", "test_acc")].significant) and measures.by_name("ece").better == -1
+    # a study without `none` is measured against its own baseline (the TUKL study's weight decay)
+    other = reglens_stats.scorecard(acc[acc.reg != "none"], baselines={"s": "flat"}).set_index(["reg", "measure"])
+    assert set(other.index) == {("up", "test_acc")} and other.loc[("up", "test_acc")].baseline == "flat"
+    assert other.loc[("up", "test_acc")].mean_diff == pytest.approx(
+        (acc[acc.reg == "up"].value.to_numpy() - acc[acc.reg == "flat"].value.to_numpy()).mean())
+    assert reglens_stats.scorecard(acc[acc.reg != "none"]).empty  # no baseline in the panel: no rows
 
 
 def test_agreement_matches_scipy_and_its_interval_covers_the_population_value():

@@ -499,7 +499,8 @@ def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05) -> list[str]:
             ax.set_xticklabels([])
         ax.set_yticks(range(len(regs)), regs, fontsize=8)
         n = int(d.n_pairs.max())
-        ax.set_title(f"{study} / {arch}: difference from none ({n} paired seed{'s' if n != 1 else ''}; "
+        base = d.baseline.iloc[0] if "baseline" in d else "none"
+        ax.set_title(f"{study} / {arch}: difference from {base} ({n} paired seed{'s' if n != 1 else ''}; "
                      f"colour: SDs, green = better; * p_Holm < {alpha}; blank: not measured)", fontsize=8)
     return save_both(fig, stem)
 

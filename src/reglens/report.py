@@ -181,7 +181,7 @@ def headline_table(tidy: pd.DataFrame) -> pd.DataFrame:
 
 def best_per_measure(card: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per study x arch x scorecard measure: the regularizer that moves it most in the better
-    direction, its difference from none and Holm p-value."""
+    direction, its difference from the study's baseline and Holm p-value."""
     if card.empty:
         return pd.DataFrame()
     rows = []
@@ -191,7 +191,8 @@ def best_per_measure(card: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
             continue
         best = d.loc[d.gain.idxmax()]
         rows.append({"study": study, "arch": arch, "measure": best.label, "group": best.group,
-                     "best": best.reg, "difference from none": f"{best.mean_diff:+.3g}",
+                     "best": best.reg, "baseline": best.get("baseline", "none"),
+                     "difference": f"{best.mean_diff:+.3g}",
                      "p_Holm": f"{best.p_holm:.2g}" if pd.notna(best.p_holm) else "–",
                      "significant": "yes" if best.p_holm < alpha else "no"})
     return pd.DataFrame(rows)
@@ -300,7 +301,8 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
         '<h2 id="scorecard">Scorecard: what each regularizer moves</h2>',
         (_img(figures_dir / "scorecard.png") if (figures_dir / "scorecard.png").exists()
          else "<p>No scorecard: no regularizer shares seeds with <code>none</code>.</p>"),
-        "<p class='caption'>Each cell is a regularizer's mean paired difference from <code>none</code> over shared "
+        "<p class='caption'>Each cell is a regularizer's mean paired difference from the study's baseline (the panel "
+        "title names it: <code>none</code>, or the study's first regularizer where it has no <code>none</code>) over shared "
         "seeds (the number printed, in the measure's own units), coloured by that difference in standard deviations "
         "of the measure over the panel's cells, turned so that green is better; * marks p<sub>Holm</sub> &lt; 0.05 "
         "(paired t-test, Holm within each panel). Measures that average over attribution methods leave out the "

@@ -103,29 +103,35 @@ def ranking(summary: pd.DataFrame, accuracy_metric: str = "test_acc") -> pd.Data
     return pd.DataFrame(rows)
 
 
-def scorecard(tidy: pd.DataFrame, baseline: str = "none", alpha: float = 0.05) -> pd.DataFrame:
-    """Per study x arch x regularizer x scorecard measure: the mean paired difference from `baseline`
-    over shared seeds, that difference in units of the measure's standard deviation over all cells of
-    the panel (`effect`), oriented so that positive is better (`gain`), a paired t-test and Holm's
-    correction within each panel (study x arch, all regularizers and measures)."""
+def scorecard(tidy: pd.DataFrame, baseline: str = "none", alpha: float = 0.05,
+              baselines: dict | None = None) -> pd.DataFrame:
+    """Per study x arch x regularizer x scorecard measure: the mean paired difference from the study's
+    baseline (`baselines[study]`, else `baseline`) over shared seeds, that difference in units of the
+    measure's standard deviation over all cells of the panel (`effect`), oriented so that positive is
+    better (`gain`), a paired t-test and Holm's correction within each panel (study x arch, all
+    regularizers and measures). A panel without its baseline has no rows."""
     values = measures.seed_values(tidy)
     rows = []
     for (study, arch, name), group in values.groupby(["study", "arch", "measure"]):
         m = measures.by_name(name)
-        base = group[group.reg == baseline].set_index("seed").value
+        base_name = (baselines or {}).get(study, baseline)
+        if base_name not in set(group.reg):
+            continue
+        base = group[group.reg == base_name].set_index("seed").value
         spread = group.value.std(ddof=1)
-        for reg, other in group[group.reg != baseline].groupby("reg"):
+        for reg, other in group[group.reg != base_name].groupby("reg"):
             paired = pd.concat([other.set_index("seed").value, base], axis=1, keys=["reg", "base"]).dropna()
             diff = paired["reg"] - paired["base"]
             p = float(stats.ttest_rel(paired["reg"], paired["base"]).pvalue) if len(diff) > 1 and diff.std() > 0 \
                 else float("nan")
             mean = float(diff.mean()) if len(diff) else float("nan")
             effect = mean / spread if spread > 0 else float("nan")
-            rows.append({"study": study, "arch": arch, "reg": reg, "measure": name, "label": m.label, "group": m.group,
+            rows.append({"study": study, "arch": arch, "baseline": base_name, "reg": reg, "measure": name,
+                         "label": m.label, "group": m.group,
                          "better": m.better, "n_pairs": len(diff), "mean_diff": mean, "effect": effect,
                          "gain": effect * m.better, "p_value": p})
-    cols = ["study", "arch", "reg", "measure", "label", "group", "better", "n_pairs", "mean_diff", "effect", "gain",
-            "p_value", "p_holm", "significant"]
+    cols = ["study", "arch", "baseline", "reg", "measure", "label", "group", "better", "n_pairs", "mean_diff", "effect",
+            "gain", "p_value", "p_holm", "significant"]
     out = pd.DataFrame(rows, columns=cols[:-2])
     out["p_holm"] = float("nan")
     for _, idx in out.groupby(["study", "arch"]).groups.items():

@@ -9,6 +9,16 @@ STACKED = {"history": "history.csv", "weight_hist": "robustness/weight_hist.csv"
            "shortcut_scores": "shortcut/scores.csv", "net2vec": "concepts/net2vec.csv", "lesion_curves": "lesion/curves.csv"}
 
 
+def baselines(cells: list[dict]) -> dict[str, str]:
+    """Each study's scorecard baseline: `none`, or (without it) the study's first regularizer, in the
+    config's order (weight decay in the TUKL study)."""
+    out: dict[str, str] = {}
+    for cell in cells:
+        regs = [c["reg"] for c in cells if c["study"] == cell["study"]]
+        out[cell["study"]] = "none" if "none" in regs else regs[0]
+    return out
+
+
 def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dict) -> None:
     """`out` maps metrics, missing, summary, comparisons, ranking, scorecard, agreement, shortcut and the STACKED tables to paths;
     `enabled` names the optional per-cell stages the config runs."""
@@ -21,7 +31,7 @@ def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dic
     write_csv(out["summary"], summary)
     write_csv(out["comparisons"], stats.compare_to_baseline(tidy))
     write_csv(out["ranking"], stats.ranking(summary))
-    write_csv(out["scorecard"], stats.scorecard(tidy))
+    write_csv(out["scorecard"], stats.scorecard(tidy, baselines=baselines(cells)))
     write_csv(out["agreement"], stats.agreement(tidy))
     write_csv(out["shortcut"], stats.shortcut_detection(tidy))
     write_csv(out["dissect_groups"], aggregate.group_tables(results_root, cells))
