@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/snakemake all --cores $(CORES)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"

@@ -72,6 +72,7 @@ DEFAULT_VARIANTS = {
     "confidence_penalty": [{"kind": "confidence_penalty"}], "label_smoothing": [{"kind": "label_smoothing"}],
     "input_noise": [{"kind": "input_noise"}], "weight_noise": [{"kind": "weight_noise"}],
     "group_norm": [{"kind": "group_norm"}], "adversarial": [{"kind": "adversarial", "steps": 7}],
+    "group_activation": [{"kind": "group_activation"}], "group_spatial": [{"kind": "group_spatial"}],
 }
 
 
