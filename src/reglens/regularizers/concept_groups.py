@@ -128,6 +128,9 @@ class GroupActivation(_ActivationRegularizer):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"regularizer 'group_activation': {key} must be an integer >= 1, got {getattr(self, key)!r}")
 
+    def step_cost(self):
+        return 4.68  # benchmarks/train_throughput.py --regularizers group_activation (SimpleCNN 0.25, CPU)
+
     def penalty(self, model, x, y, logits):
         return self.weight * torch.stack([group_activation_loss(psi, min(self.groups, psi.shape[1]), self.pairs_per_filter)
                                           for psi in self.fields(len(x))]).sum()
@@ -138,6 +141,9 @@ class GroupSpatial(_ActivationRegularizer):
     params = {"weight": 0.01, "p1": 1.0, "p2": 0.0}
     summary = ("weight * L_s of Concept Group Learning (Varshneya et al. 2021, Eq. 6): each filter's receptive "
                "field concentrated around its centre, summed over conv layers")
+
+    def step_cost(self):
+        return 3.02  # benchmarks/train_throughput.py --regularizers group_spatial (SimpleCNN 0.25, CPU)
 
     def penalty(self, model, x, y, logits):
         return self.weight * torch.stack([spatial_loss(psi) for psi in self.fields(len(x))]).sum()
