@@ -47,13 +47,15 @@ def test_a_concept_spread_over_two_weak_units_needs_both_and_one_carried_by_one_
     assert result["entropy"][1] < result["entropy"][0]
 
 
-def test_set_iou_and_entropy_against_direct_definitions():
+def test_embedding_iou_and_entropy_against_direct_definitions():
     gen = torch.Generator().manual_seed(1)
-    pred = torch.rand(5, 3, 7, 7, generator=gen) > 0.5
+    feats = torch.randn(5, 4, 7, 7, generator=gen)
     truth = torch.rand(5, 3, 7, 7, generator=gen) > 0.6
-    p, t = pred.numpy(), truth.numpy()
-    expected = [(p[:, c] & t[:, c]).sum() / (p[:, c] | t[:, c]).sum() for c in range(3)]
-    np.testing.assert_allclose(concepts.set_iou(pred, truth).numpy(), expected)
+    wb, bias = torch.randn(3, 4, generator=gen), torch.randn(3, generator=gen)
+    pred = (np.einsum("nkhw,ck->nchw", feats.numpy(), wb.numpy()) + bias.numpy()[None, :, None, None]) > 0
+    t = truth.numpy()
+    expected = [(pred[:, c] & t[:, c]).sum() / (pred[:, c] | t[:, c]).sum() for c in range(3)]  # summed over images
+    np.testing.assert_allclose(concepts.embedding_iou(feats, truth, wb, bias, batch_size=2).numpy(), expected)
     w = torch.tensor([[1.0, 0, 0, 0], [1, 1, 1, 1], [-2, 2, 0, 0]])
     np.testing.assert_allclose(concepts.weight_entropy(w).numpy(), [0, math.log(4), math.log(2)], atol=1e-12)
     # the weighted map equals upsampling every unit first, then summing (bilinear upsampling is linear)

@@ -203,10 +203,9 @@ def inputs_of(cell: dict) -> str:
     return data.spec(cell["dataset"]).inputs
 
 
-def _groups(units_path: Path, groups: int) -> dict:
-    """Concept agreement within the filter groups of a cell trained with groups (dissect.group_agreement):
-    means over groups, per layer and in all, against the chance agreement of random groups."""
-    table = dissect.group_agreement(read_csv(units_path), groups)
+def _group_metrics(table: pd.DataFrame) -> dict:
+    """One cell's concept agreement within its filter groups (rows of dissect.group_agreement): means over
+    groups, per layer and in all, against the chance agreement of random groups."""
     out = {"dissect_group_agreement": table.agreement.mean(), "dissect_group_agreement_chance": table.chance.mean(),
            "dissect_group_detecting": table.detecting.mean()}
     for layer, frame in table.groupby("layer", sort=False):
@@ -245,9 +244,13 @@ def concat_cell_tables(results_root, cells: list[dict], filename: str) -> pd.Dat
 
 
 def collect(results_root: str | Path, cells: list[dict], roar_cells=(),
-            enabled=OPTIONAL) -> tuple[pd.DataFrame, pd.DataFrame]:
+            enabled=OPTIONAL, groups: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (tidy table, missing table). A cell's stage whose file is absent is listed as missing.
-    `roar_cells` are the cell paths (study/arch/reg/seed<k>) that have a ROAR stage."""
+    `roar_cells` are the cell paths (study/arch/reg/seed<k>) that have a ROAR stage; `groups` is
+    group_tables' output (computed here when not given)."""
+    if groups is None:
+        groups = group_tables(results_root, cells)
+    by_cell = {key: frame for key, frame in groups.groupby(KEYS)} if len(groups) else {}
     rows, missing = [], []
     for cell in cells:
         folder = cell_folder(results_root, cell)
@@ -259,8 +262,8 @@ def collect(results_root: str | Path, cells: list[dict], roar_cells=(),
                 missing.append({**{k: cell[k] for k in KEYS}, "stage": stage, "file": str(path)})
                 continue
             values = reader(path)
-            if stage == "dissect" and cell.get("groups"):
-                values.update(_groups(path.parent / "units.csv", cell["groups"]))
+            if stage == "dissect" and tuple(cell[k] for k in KEYS) in by_cell:
+                values.update(_group_metrics(by_cell[tuple(cell[k] for k in KEYS)]))
             for metric, value in values.items():
                 rows.append({**{k: cell[k] for k in KEYS}, "stage": stage, "metric": metric,
                              "value": float(value)})

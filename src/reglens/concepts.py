@@ -36,13 +36,6 @@ def concept_masks(planes: torch.Tensor, concepts: torch.Tensor) -> torch.Tensor:
     return (planes.unsqueeze(1) == concepts.view(1, -1, 1, 1, 1)).any(2)
 
 
-def set_iou(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Per concept (dim 1): sum over images of intersection / sum of union; NaN where both are empty."""
-    inter = (predicted & truth).flatten(2).sum((0, 2)).double()
-    union = (predicted | truth).flatten(2).sum((0, 2)).double()
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, float("nan")))
-
-
 def weighted_map(features: torch.Tensor, w: torch.Tensor, b: torch.Tensor, shape) -> torch.Tensor:
     """w.A + b at the mask's resolution, A upsampled bilinearly: the weighted sum is taken first (the
     upsampling is linear, so the two commute) and C maps are upsampled instead of K."""

@@ -275,7 +275,8 @@ def study_groups(cfg: dict, study: str) -> int | None:
 
 
 def cells(cfg: dict) -> list[Cell]:
-    return [Cell(sname, study["dataset"], arch, reg, seed, "shortcut" in study, study_groups(cfg, sname))
+    groups = {sname: study_groups(cfg, sname) for sname in cfg["studies"]}
+    return [Cell(sname, study["dataset"], arch, reg, seed, "shortcut" in study, groups[sname])
             for sname, study in cfg["studies"].items()
             for arch in study["archs"] for reg in study["regularizers"] for seed in study["seeds"]]
 

@@ -61,15 +61,15 @@ def soft_iou_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def group_activation_loss(psi: torch.Tensor, groups: int, pairs_per_filter: int = 3) -> torch.Tensor:
     """One layer's term of L_g: sum over groups of the mean distance over r random distinct pairs
-    (the global RNG draws them, so a seeded run draws the same)."""
+    (the device's global RNG draws them, so a seeded run draws the same)."""
     total = psi.new_zeros(())
-    for block in torch.tensor_split(torch.arange(psi.shape[1]), groups):
+    for block in torch.tensor_split(torch.arange(psi.shape[1], device=psi.device), groups):
         n = len(block)
         if n < 2:
             continue
         r = min(pairs_per_filter * n, n * n)
-        pairs = torch.randperm(n * n)[:r]
-        i, j = block[pairs // n].to(psi.device), block[pairs % n].to(psi.device)
+        pairs = torch.randperm(n * n, device=psi.device)[:r]  # drawn where psi lives: no copy per step
+        i, j = block[pairs // n], block[pairs % n]
         total = total + soft_iou_distance(psi[:, i].transpose(0, 1), psi[:, j].transpose(0, 1)).mean()
     return total
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from reglens import concepts, data as datasets, dissect
+from reglens.data.broden import BrodenImages
 from reglens.device import resolve_device
 from reglens.io import read_csv, write_csv, write_json
 from reglens.stages.common import load_dataset, load_model
@@ -27,15 +28,11 @@ def broden_splits(broden, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load(broden, indices, size: int, channels: int, mask_size) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.stack([broden.load_image(int(i), size, channels) for i in indices])
-    planes = [broden.load_planes(int(i)) for i in indices]
-    depth = max(1, max(p.shape[0] for p in planes))
-    stacked = torch.zeros((len(planes), depth, *broden.seg_shape), dtype=torch.int32)
-    for k, p in enumerate(planes):
-        stacked[k, :p.shape[0]] = p
+    _, images, planes = BrodenImages.collate([(int(i), broden.load_image(int(i), size, channels),
+                                               broden.load_planes(int(i))) for i in indices])
     if mask_size and tuple(broden.seg_shape) != (mask_size, mask_size):
-        stacked = F.interpolate(stacked.float(), size=(mask_size, mask_size), mode="nearest").int()
-    return images, stacked
+        planes = F.interpolate(planes.float(), size=(mask_size, mask_size), mode="nearest").int()
+    return images, planes
 
 
 def choose_concepts(broden, train_planes, val_planes, cfg: dict) -> list[int]:

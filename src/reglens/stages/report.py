@@ -22,7 +22,8 @@ def baselines(cells: list[dict]) -> dict[str, str]:
 def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dict) -> None:
     """`out` maps metrics, missing, summary, comparisons, ranking, scorecard, agreement, shortcut and the STACKED tables to paths;
     `enabled` names the optional per-cell stages the config runs."""
-    tidy, missing = aggregate.collect(results_root, cells, roar_cells, enabled=enabled)
+    groups = aggregate.group_tables(results_root, cells)  # once: the tidy metrics and their own table
+    tidy, missing = aggregate.collect(results_root, cells, roar_cells, enabled=enabled, groups=groups)
     write_csv(out["metrics"], tidy)
     write_csv(out["missing"], missing)
     for name, filename in STACKED.items():
@@ -34,7 +35,7 @@ def run_aggregate(results_root, cells: list[dict], roar_cells, enabled, out: dic
     write_csv(out["scorecard"], stats.scorecard(tidy, baselines=baselines(cells)))
     write_csv(out["agreement"], stats.agreement(tidy))
     write_csv(out["shortcut"], stats.shortcut_detection(tidy))
-    write_csv(out["dissect_groups"], aggregate.group_tables(results_root, cells))
+    write_csv(out["dissect_groups"], groups)
 
 
 def run_figures(tables_dir, results_root, out_dir, cells: list[dict], workers: int = 1, svg: bool = True) -> list[str]:
