@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from reglens import concepts
+from reglens import attribution, concepts
 
 
 def constructed_layer(n=120, side=12, seed=0):
@@ -57,7 +57,7 @@ def test_embedding_iou_and_entropy_against_direct_definitions():
     expected = [(pred[:, c] & t[:, c]).sum() / (pred[:, c] | t[:, c]).sum() for c in range(3)]  # summed over images
     np.testing.assert_allclose(concepts.embedding_iou(feats, truth, wb, bias, batch_size=2).numpy(), expected)
     w = torch.tensor([[1.0, 0, 0, 0], [1, 1, 1, 1], [-2, 2, 0, 0]])
-    np.testing.assert_allclose(concepts.weight_entropy(w).numpy(), [0, math.log(4), math.log(2)], atol=1e-12)
+    np.testing.assert_allclose(attribution.entropy(w.abs()).numpy(), [0, math.log(4), math.log(2)], atol=1e-12)
     # the weighted map equals upsampling every unit first, then summing (bilinear upsampling is linear)
     feats = torch.rand(2, 4, 5, 5, generator=gen)
     wb = torch.rand(3, 4, generator=gen)

@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from reglens import attribution
+
 NET2VEC_DEFAULTS = {"enabled": True, "images": 2000, "val_fraction": 0.3, "min_pixels": 200, "max_concepts": 60,
                     "categories": ["color", "object", "part", "material"], "epochs": 30, "lr": 0.05,
                     "batch_size": 64, "margin": 0.05, "reach": 0.9, "mask_size": None, "seed": 0}
@@ -119,12 +121,6 @@ def units_to_reach(features: torch.Tensor, masks: torch.Tensor, w: torch.Tensor,
     return torch.where(ok, first.double(), torch.full_like(first.double(), float("nan"))).cpu()
 
 
-def weight_entropy(w: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of |w| / sum |w| per concept: 0 for one unit, log K for K equal weights."""
-    p = w.abs().double() / w.abs().double().sum(1, keepdim=True).clamp_min(1e-300)
-    return -(p * torch.log(p.clamp_min(1e-300))).sum(1)
-
-
 def net2vec_layer(train_feats, train_masks, val_feats, val_masks, thresholds, cfg: dict) -> dict:
     """Everything Net2Vec reports for one layer's concepts: per concept the embedding's and the best
     single unit's IoU on the held-out split, the IoU of marking every pixel (what a map that ignores the
@@ -139,7 +135,8 @@ def net2vec_layer(train_feats, train_masks, val_feats, val_masks, thresholds, cf
     return {"embedding_iou": emb, "best_unit_iou": single.max(0).values, "best_unit": single.argmax(0),
             "everywhere_iou": everywhere.cpu(),
             "units_to_reach": units_to_reach(val, val_masks, w, b, cfg["reach"], cfg["batch_size"]),
-            "entropy": weight_entropy(w), "weights": w.cpu()}
+            "entropy": attribution.entropy(w.abs()),  # of |w| / sum |w|
+            "weights": w.cpu()}
 
 
 # ---------------------------------------------------------------- lesions
