@@ -27,6 +27,12 @@ def set_determinism(deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
+def set_tf32(enabled: bool) -> None:
+    """TF32 tensor cores for float32 matmuls and convolutions on CUDA (no effect on the CPU)."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

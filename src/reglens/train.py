@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from reglens import models
 from reglens.data import TensorData, to_float
-from reglens.device import set_determinism, synchronize
+from reglens.device import set_determinism, set_tf32, synchronize
 from reglens.regularizers import RegularizerSet
 
 TRAIN_DEFAULTS = {
@@ -28,7 +28,10 @@ TRAIN_DEFAULTS = {
     "epochs": 10, "batch_size": 128, "eval_batch_size": 1024,
     "augment": {"crop_padding": 0, "hflip": False},
     "precision": "fp32", "deterministic": True,
+    "tf32": True, "channels_last": "auto", "compile": False,
 }
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -119,6 +122,38 @@ def fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def effective_precision(precision: str, regs: RegularizerSet) -> str:
+    """The precision a cell trains in: fp32 when a member needs it (double-backward penalties)."""
+    return "fp32" if regs.needs_fp32 else precision
+
+
+def loss_terms(model, forward, regs: RegularizerSet, x: torch.Tensor, y: torch.Tensor, precision: str):
+    """One step's (logits, data loss, penalties): the forward under autocast at `precision`, the
+    logits, the data loss and every penalty in fp32. `forward` is the model or its compiled version."""
+    dtype = AUTOCAST[precision]
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits = forward(x).float()
+    data_loss = regs.data_loss(logits, y)
+    return logits, data_loss, regs.penalties(model, x, y, logits)
+
+
+def use_channels_last(setting, device: torch.device) -> bool:
+    if setting == "auto":
+        return device.type == "cuda"
+    return bool(setting)
+
+
+def compiled_forward(model, setting, regs: RegularizerSet):
+    """(forward, backend or None): torch.compile'd when asked and the regularizers allow it (hooks on
+    the model and double-backward penalties run eagerly)."""
+    if not setting or regs.needs_input_grad or regs.hooks_model:
+        return model, None
+    backend = "inductor" if setting is True else setting
+    if backend not in COMPILE_BACKENDS:
+        raise ValueError(f"train.compile: {setting!r}; valid: false, true, {list(COMPILE_BACKENDS)}")
+    return torch.compile(model, backend=backend), backend
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -138,6 +173,9 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
     cfg = merged_train_config(train_cfg)
     device = torch.device(device)
     set_determinism(cfg["deterministic"])
+    set_tf32(cfg["tf32"])
+    precision = effective_precision(cfg["precision"], regs)
+    channels_last = use_channels_last(cfg["channels_last"], device)
     data = TensorData(**{**data.__dict__, **{k: getattr(data, k).to(device)
                                              for k in ("x_train", "y_train", "x_test", "y_test")}})
 
@@ -146,7 +184,7 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
     torch.manual_seed(seed)
     model = models.build(arch, **model_kwargs)
     regs.init_model(model)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     optimizer = make_optimizer(cfg, model.parameters())
     run_id = fingerprint({"arch": arch, "regs": regs.describe(), "cfg": cfg, "model": model_cfg,
                           "seed": seed, "data": [data.name, len(data.y_train)]})
@@ -162,7 +200,10 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         records = list(state.get("records", []))
         start_epoch = state["epoch"] + 1
 
-    autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["precision"]]
+    forward, backend = compiled_forward(model, cfg["compile"], regs)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients underflow unscaled
+    if scaler.is_enabled() and start_epoch > 0 and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     gen = torch.Generator(device=device)
     n, bs = len(data.y_train), cfg["batch_size"]
     aug = cfg["augment"]
@@ -185,18 +226,17 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
             x = to_float(augment(data.x_train[idx], aug["crop_padding"], aug["hflip"], gen))
             y = data.y_train[idx]
             x = regs.transform_batch(model, x, y)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             if regs.needs_input_grad:
                 x.requires_grad_(True)
             with regs.perturb_weights(model):
-                with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
-                                    enabled=autocast_dtype is not None):
-                    logits = model(x).float()
-                data_loss = regs.data_loss(logits, y)
-                penalties = regs.penalties(model, x, y, logits)
+                logits, data_loss, penalties = loss_terms(model, forward, regs, x, y, precision)
                 loss = data_loss + sum(penalties.values()) if penalties else data_loss
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            optimizer.step()
+                scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             step += 1
             regs.after_step(model, step)
             with torch.no_grad():
@@ -224,7 +264,8 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
             checkpoint.save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict(), "history_columns": columns,
                              "history_rows": [[r.get(c) for c in columns] for r in history],
-                             **({"records": records} if record is not None else {})})
+                             **({"records": records} if record is not None else {}),
+                             **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
 
@@ -245,5 +286,7 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         "train_seconds": total_seconds,
         "images_per_s": sum(n for _ in run_rows) / max(1e-9, sum(r["seconds"] for r in run_rows)),
         "device": str(device), "seed": seed,
+        "precision": precision, "channels_last": channels_last, "compiled": backend or False,
+        "tf32": bool(cfg["tf32"]) and device.type == "cuda",
     }
     return TrainResult(model=model, model_kwargs=model_kwargs, history=history, metrics=metrics, records=records)

@@ -21,12 +21,15 @@ class Regularizer:
       penalty(model, x, y, logits)        a scalar added to the loss, or None
       after_step(model, step)             after each optimizer step (hard SVB projection)
       finish(model)                       once after the last step (hard SVB's final projection)
-    `needs_input_grad` makes the step create the graph from the inputs (Jacobian penalties).
+    `needs_input_grad` makes the step create the graph from the inputs (Jacobian penalties); such
+    double-backward penalties, and members with `needs_fp32`, keep the forward in fp32 under autocast.
     """
 
     kind: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
     needs_input_grad: ClassVar[bool] = False
+    needs_fp32: ClassVar[bool] = False   # the cell's forward stays fp32 under bf16/fp16 autocast
+    hooks_model: ClassVar[bool] = False  # registers hooks on the model (torch.compile is not used)
     nonnegative: ClassVar[tuple[str, ...]] = ()  # params that must be numbers >= 0
     summary: ClassVar[str] = ""
 
@@ -108,6 +111,8 @@ class RegularizerSet:
                              "loss; combine at most one of them")
         self._data_loss = losses[0].data_loss if losses else None
         self.needs_input_grad = any(m.needs_input_grad for m in members)
+        self.needs_fp32 = any(m.needs_fp32 or m.needs_input_grad for m in members)
+        self.hooks_model = any(m.hooks_model for m in members)
         self._penalized = [(f"{i}_{m.kind}" if _count(members, m.kind) > 1 else m.kind, m)
                            for i, m in enumerate(members) if m.has_penalty]
         self.penalty_names = [name for name, _ in self._penalized]
