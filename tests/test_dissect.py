@@ -370,3 +370,41 @@ def test_activated_pixels_are_exactly_the_dense_upsampled_masks(side, out):
         got[b[owner], u[owner], pixel] = True
         assert torch.equal(area, dense[b, u].sum(1))
     assert torch.equal(got, dense) and dense.any()
+
+
+def test_decoded_broden_serves_the_same_images_planes_and_dissection(tmp_path):
+    root = write_tricky_broden(tmp_path / "tricky", n_images=24, unlabelled=4)
+    cfg = dissect.settings({"conventions": "lite", "input_size": 16, "workers": 0, "batch_size": 5,
+                            "top_units": 2, "top_images": 2})
+    plain = dissect.open_broden(root, cfg)
+    folder = broden_io.decode(plain, tmp_path / "decoded", [(16, 3), (12, 1)], workers=2)
+    fast = dissect.open_broden(root, cfg, folder)
+    assert len(fast) == len(plain) == 20  # Lite drops the 4 unlabelled images: the view is decoded as read
+    for i in range(len(plain)):
+        for size, channels in ((16, 3), (12, 1)):
+            assert torch.equal(fast.load_image(i, size, channels), plain.load_image(i, size, channels))
+        assert torch.equal(fast.load_planes(i), plain.load_planes(i))
+    masks = np.load(folder / "masks.npy", mmap_mode="r")
+    assert isinstance(masks, np.memmap) and masks.dtype == np.uint16
+    assert len(masks) == sum(len(e.masks) for e in plain.images)
+    torch.manual_seed(0)
+    model = models.build("simplecnn", 3, 16, 10, width=0.25).eval()
+    a, b = dissect.dissect(model, plain, cfg), dissect.dissect(model, fast, cfg)
+    for layer in a["iou"]:
+        assert torch.equal(torch.as_tensor(a["iou"][layer]), torch.as_tensor(b["iou"][layer]))
+    # another view, or a folder without its meta.json, is refused by name
+    with pytest.raises(broden_io.BrodenFormatError, match=r"decoded for .*decode it again"):
+        dissect.open_broden(root, dissect.settings({"conventions": "reglens"}), folder)
+    (folder / "meta.json").unlink()
+    with pytest.raises(broden_io.BrodenFormatError, match=r"meta.json is missing"):
+        dissect.open_broden(root, cfg, folder)
+
+
+def test_decoding_checks_every_mask_before_any_dissection(tmp_path):
+    root = write_tricky_broden(tmp_path / "bad", n_images=8, unlabelled=1)
+    plane = np.full((8, 8), 1992, dtype=np.int32)
+    Image.fromarray(np.stack([plane % 256, plane // 256, 0 * plane], -1).astype(np.uint8)).save(
+        root / "images" / "im5_color.png")
+    with pytest.raises(broden_io.BrodenFormatError, match=r"im5_color.png \(index.csv row 7\): label number"):
+        broden_io.decode(broden_io.Broden(root), tmp_path / "decoded", [(16, 3)])
+    assert list((tmp_path / "decoded").iterdir()) == []  # nothing half-written is left

@@ -295,14 +295,18 @@ def activated_pixels(features: torch.Tensor, thresholds: torch.Tensor, shape, ch
         yield b, u, (owner, pixel), torch.bincount(owner, minlength=len(b))
 
 
-def open_broden(root, cfg: dict) -> Broden:
-    """The Broden folder read with the configured conventions (see CONVENTIONS)."""
+def open_broden(root, cfg: dict, decoded=None) -> Broden:
+    """The Broden folder read with the configured conventions (see CONVENTIONS); images and masks
+    from its decoded copy (reglens.data.broden.decode) when `decoded` names one."""
     rules = CONVENTIONS[cfg["conventions"]]
     categories = cfg["categories"]
     if categories is None and rules["exclude_categories"]:
         available = Broden(root).categories
         categories = [c for c in available if c not in rules["exclude_categories"]]
-    return Broden(root, categories, rules["ties"], rules["drop_unlabelled"])
+    broden = Broden(root, categories, rules["ties"], rules["drop_unlabelled"])
+    if decoded is not None:
+        broden.use_decoded(decoded)
+    return broden
 
 
 def dissect(model, broden: Broden, cfg: dict | None = None, device: str | torch.device = "cpu") -> dict:

@@ -215,9 +215,16 @@ def broden_root():
     return f"{DATA_ROOT}/broden/{name}"
 
 
+def broden_sizes():
+    """(input size, channels) pairs the dissected cells read Broden at."""
+    channels = {reglens_data.DATASETS[cell.dataset].channels for cell in IMAGE_CELLS}
+    return [[DISSECT["input_size"], c] for c in sorted(channels)]
+
+
 def dissect_targets():
     if not DISSECT["enabled"]:
         return []
     return (cell_paths(f"{CELL_DIR}/dissect/summary.json", IMAGE_CELLS)
             + (cell_paths(f"{CELL_DIR}/concepts/net2vec.csv", IMAGE_CELLS) if CFG["net2vec"]["enabled"] else [])
             + (cell_paths(f"{CELL_DIR}/lesion/summary.json", IMAGE_CELLS) if CFG["lesion"]["enabled"] else []))
+

@@ -23,10 +23,30 @@ if DISSECT["broden"]["source"] != "folder":
             "../scripts/broden.py"
 
 
+# Broden's images (at the dissection input size, in each dissected dataset's channels) and masks,
+# decoded once into memory-mappable arrays that every cell's dissection and Net2Vec read.
+rule decode_broden:
+    input:
+        ancient(broden_root()),
+    output:
+        directory(f"{DATA_ROOT}/broden_decoded"),
+    params:
+        view={k: DISSECT[k] for k in ("categories", "conventions")},
+        sizes=broden_sizes(),
+    log:
+        "logs/decode_broden.log",
+    threads: 4
+    conda:
+        "../envs/reglens.yaml"
+    script:
+        "../scripts/decode_broden.py"
+
+
 rule dissect:
     input:
         model=intact(f"{CELL_DIR}/model.pt"),
         broden=ancient(broden_root()),
+        decoded=rules.decode_broden.output[0],
     output:
         units=f"{DISSECT_DIR}/units.csv",
         summary=f"{DISSECT_DIR}/summary.json",
@@ -46,6 +66,7 @@ rule net2vec:
     input:
         model=intact(f"{CELL_DIR}/model.pt"),
         broden=ancient(broden_root()),
+        decoded=rules.decode_broden.output[0],
         units=intact(f"{DISSECT_DIR}/units.csv"),
     output:
         f"{CELL_DIR}/concepts/net2vec.csv",

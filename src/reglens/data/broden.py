@@ -8,6 +8,8 @@ number of each pixel as red + 256 * green.
 from __future__ import annotations
 
 import csv
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +101,9 @@ class Broden:
         if ties not in ("first", "last"):
             raise ValueError(f"ties: {ties!r}; valid: ['first', 'last']")
         self.categories = list(categories)
+        self.ties, self.drop_unlabelled = ties, drop_unlabelled
+        self.decoded: Path | None = None
+        self._maps: dict = {}
 
         label_path = self.root / "label.csv"
         label_rows = _read_csv(label_path)
@@ -177,8 +182,37 @@ class Broden:
     def __len__(self) -> int:
         return len(self.images)
 
+    def view(self) -> dict:
+        """What decides the images and planes this object serves (a decoded copy must match it)."""
+        return {"categories": self.categories, "ties": self.ties,
+                "drop_unlabelled": self.drop_unlabelled, "images": len(self.images),
+                "seg_shape": list(self.seg_shape)}
+
+    def use_decoded(self, folder: str | Path) -> None:
+        """Serve images and planes from a copy written by `decode` instead of the JPEGs and PNGs."""
+        folder = Path(folder)
+        meta_path = folder / "meta.json"
+        if not meta_path.exists():
+            raise BrodenFormatError(f"{meta_path} is missing: {folder} is not a complete decoded Broden "
+                                    "(reglens.data.broden.decode writes meta.json last)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("view") != self.view():
+            raise BrodenFormatError(f"{folder} was decoded for {meta.get('view')}, not for {self.view()}; "
+                                    "decode it again for these settings")
+        self.decoded, self._meta, self._maps = folder, meta, {}
+
+    def __getstate__(self):  # DataLoader workers open the memory maps themselves
+        return {**self.__dict__, "_maps": {}}
+
+    def _map(self, name: str) -> np.ndarray:
+        if name not in self._maps:
+            self._maps[name] = np.load(self.decoded / f"{name}.npy", mmap_mode="r")
+        return self._maps[name]
+
     def load_image(self, i: int, size: int, channels: int = 3) -> torch.Tensor:
         """uint8 (channels, size, size): the image resized bilinearly; grayscale as ITU-R 601 luma."""
+        if self.decoded is not None and f"images_{size}_c{channels}" in self._meta["arrays"]:
+            return torch.from_numpy(np.array(self._map(f"images_{size}_c{channels}")[i]))
         with Image.open(self.root / "images" / self.images[i].image) as img:
             img = img.convert("RGB" if channels == 3 else "L")
             if img.size != (size, size):
@@ -189,6 +223,11 @@ class Broden:
     def load_planes(self, i: int) -> torch.Tensor:
         """int32 (planes, sh, sw) of global label numbers; an image-level label is a constant plane."""
         entry = self.images[i]
+        if self.decoded is not None:
+            start, stop = self._map("mask_offsets")[i:i + 2]
+            masks = self._map("masks")[start:stop].astype(np.int32)
+            constant = [np.full((entry.sh, entry.sw), label, dtype=np.int32) for label in entry.image_labels]
+            return torch.from_numpy(np.concatenate([masks, *(c[None] for c in constant)]) if constant else masks)
         planes = []
         for name in entry.masks:
             with Image.open(self.root / "images" / name) as png:
@@ -232,3 +271,67 @@ class BrodenImages(torch.utils.data.Dataset):
         for k, b in enumerate(batch):
             planes[k, :b[2].shape[0]] = b[2]
         return index, images, planes
+
+
+class _Decoding(torch.utils.data.Dataset):
+    def __init__(self, broden: Broden, sizes):
+        self.broden, self.sizes = broden, sizes
+
+    def __len__(self):
+        return len(self.broden)
+
+    def __getitem__(self, i):
+        images = [self.broden.load_image(i, size, channels).numpy() for size, channels in self.sizes]
+        masks = self.broden.load_planes(i)[:len(self.broden.images[i].masks)].numpy()
+        return i, images, masks
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def decode(broden: Broden, out_dir: str | Path, sizes, workers: int = 0) -> Path:
+    """Decode every image once at each (size, channels) of `sizes`, and every mask PNG, into
+    memory-mappable .npy files: images_<size>_c<channels> (uint8, images x channels x size x size),
+    masks (uint16 label numbers, one plane per mask PNG, all images' planes in a row) and
+    mask_offsets (image i's planes are masks[offsets[i]:offsets[i+1]]); meta.json, written last,
+    names the Broden view they serve. Mask labels are checked as they are decoded."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "meta.json").unlink(missing_ok=True)
+    if broden.num_labels > 2 ** 16:
+        raise BrodenFormatError(f"{broden.root / 'label.csv'}: label numbers up to {broden.num_labels - 1} do not "
+                                "fit the decoded masks' uint16")
+    sizes = [(int(size), int(channels)) for size, channels in sizes]
+    n, (sh, sw) = len(broden), broden.seg_shape
+    offsets = np.concatenate([[0], np.cumsum([len(e.masks) for e in broden.images])]).astype(np.int64)
+    names = [f"images_{size}_c{channels}" for size, channels in sizes]
+    tmp = {name: out / f"{name}.tmp.npy" for name in [*names, "masks"]}
+    arrays = {name: np.lib.format.open_memmap(tmp[name], "w+", np.uint8, (n, channels, size, size))
+              for name, (size, channels) in zip(names, sizes)}
+    arrays["masks"] = np.lib.format.open_memmap(tmp["masks"], "w+", np.uint16, (int(offsets[-1]), sh, sw))
+    loader = torch.utils.data.DataLoader(_Decoding(broden, sizes), batch_size=None, num_workers=workers)
+    try:
+        for i, images, masks in loader:
+            for name, image in zip(names, images):
+                arrays[name][i] = image
+            arrays["masks"][offsets[i]:offsets[i + 1]] = masks
+    except BaseException:
+        arrays.clear()
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+        raise
+    for name, array in arrays.items():
+        array.flush()
+        del array
+        os.replace(tmp[name], out / f"{name}.npy")
+    arrays.clear()
+    _save(out / "mask_offsets.npy", offsets)
+    meta = {"view": broden.view(), "arrays": [*names, "masks", "mask_offsets"], "sizes": sizes}
+    meta_tmp = out / "meta.json.tmp"
+    meta_tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(meta_tmp, out / "meta.json")
+    return out
+

@@ -48,14 +48,14 @@ def choose_concepts(broden, train_planes, val_planes, cfg: dict) -> list[int]:
 
 
 def run_net2vec(model_path, broden_root, units_path, out_path, dissect_cfg: dict | None = None,
-                cfg: dict | None = None, device: str = "auto") -> pd.DataFrame:
+                cfg: dict | None = None, device: str = "auto", decoded=None) -> pd.DataFrame:
     """concepts/net2vec.csv: per named layer and concept, the embedding's and the best single unit's
     held-out IoU, units to reach `reach` of the embedding's IoU, the weights' entropy."""
     cfg = {**concepts.NET2VEC_DEFAULTS, **(cfg or {})}
     dcfg = dissect.settings(dissect_cfg)
     dev = resolve_device(device)
     model = load_model(model_path, dev).eval()
-    broden = dissect.open_broden(broden_root, dcfg)
+    broden = dissect.open_broden(broden_root, dcfg, decoded)
     train_idx, val_idx = broden_splits(broden, cfg)
     channels = model.normalize.mean.shape[1]
     mask_size = cfg.get("mask_size")
