@@ -33,8 +33,10 @@ readme: install   # after `make demo`: the README's result blocks from results/t
 plan: install     # the full study's bill: jobs, FLOPs and GPU-hours per rule
 	$(BIN)/python -m reglens plan --configfile config/config.yaml
 
-bench: install
-	$(BIN)/python benchmarks/train_throughput.py
+bench: install   # on a GPU node: `make bench`; the plan then uses the measured utilization
+	$(BIN)/python benchmarks/train_throughput.py --precisions fp32 bf16 --json results/bench/train_throughput.json
+	$(BIN)/python benchmarks/train_throughput.py --archs lenet simplecnn resnet18
+	$(BIN)/python benchmarks/shared_gpu.py --arch lenet --cells 8
 	$(BIN)/python benchmarks/attack_throughput.py
 	$(BIN)/python benchmarks/dissect_throughput.py
 

@@ -3,18 +3,25 @@ plain PyTorch loop (DataLoader over float tensors, per-batch host->device copy),
 
     python benchmarks/train_throughput.py [--device cuda] [--archs resnet18 vgg19] [--n 8192]
     python benchmarks/train_throughput.py --regularizers none l2 dropout   # cost per step vs none
+    python benchmarks/train_throughput.py --precisions fp32 bf16 --json results/bench/train_throughput.json
 
-Prints images/s of each and their ratio (>1: reglens is faster).
+Prints images/s of each and their ratio (>1: reglens is faster); with --precisions, reglens' images/s
+per precision, the training FLOP/s they mean (3 forward passes per image, each counted by torch's FLOP
+counter) and the model FLOPs utilization: that rate over the device's dense peak for the precision
+(fp32 on CUDA: the TF32 peak, which reglens enables; on the CPU only with --peak-tflops). --json
+keeps the numbers for `python -m reglens plan --measured`.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 
 import torch
 import torch.nn.functional as F
 
-from reglens import models, regularizers
+from reglens import models, plan, regularizers
 from reglens.data import TensorData
 from reglens.device import resolve_device
 from reglens.train import train
@@ -56,10 +63,11 @@ def plain_loop(data: TensorData, arch: str, width: float, batch_size: int, epoch
     return len(data.y_train) / min(seconds[1:])
 
 
-def reglens_loop(data, arch, width, batch_size, epochs, device, reg="none", variants=None) -> float:
+def reglens_loop(data, arch, width, batch_size, epochs, device, reg="none", variants=None,
+                 precision="fp32") -> float:
     regs = regularizers.build(reg, variants or {"none": []})
     result = train(data, arch, regs, {"epochs": epochs + 1, "batch_size": batch_size, "lr": 0.01,
-                                      "schedule": "constant", "deterministic": False},
+                                      "schedule": "constant", "deterministic": False, "precision": precision},
                    {"width": width}, seed=0, device=device)
     return max(r["images_per_s"] for r in result.history[1:])
 
@@ -76,6 +84,40 @@ DEFAULT_VARIANTS = {
 }
 
 
+def device_peak(device, precision: str, peak_tflops: float | None) -> float | None:
+    """Dense peak FLOP/s for a precision: given, or the datasheet's for a known GPU (plan.DEVICES)."""
+    if peak_tflops:
+        return peak_tflops * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device).lower()
+    for key, peaks in plan.DEVICES.items():
+        if key in name:
+            return peaks["tf32" if precision == "fp32" else precision]
+    return None
+
+
+def utilization(data, args, device) -> dict:
+    """Per architecture and precision: images/s, training TFLOP/s and the fraction of the peak."""
+    out = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "archs": {}}
+    print(f"{'arch':<12}{'precision':>10}{'images/s':>12}{'TFLOP/s':>10}{'MFU':>8}{'vs fp32':>9}")
+    for arch in args.archs:
+        flops = plan.GRADIENT * plan.forward_flops(arch, args.channels, args.size, 10, args.width)
+        rows = {}
+        for precision in args.precisions:
+            ips = max(reglens_loop(data, arch, args.width, args.batch_size, args.epochs, device, precision=precision)
+                      for _ in range(args.repeats))
+            peak = device_peak(device, precision, args.peak_tflops)
+            rows[precision] = {"images_per_s": ips, "tflops": ips * flops / 1e12,
+                               "mfu": ips * flops / peak if peak else None}
+            mfu = f"{rows[precision]['mfu']:.1%}" if peak else "n/a"
+            ratio = ips / rows[args.precisions[0]]["images_per_s"]
+            print(f"{arch:<12}{precision:>10}{ips:>12.0f}{ips * flops / 1e12:>10.2f}{mfu:>8}{ratio:>8.2f}x")
+        out["archs"][arch] = rows
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -88,11 +130,22 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs; the best of each is kept")
+    parser.add_argument("--precisions", nargs="+", default=[], choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak (CPU: yours)")
+    parser.add_argument("--json", default=None, help="write the --precisions results here")
     args = parser.parse_args()
     device = resolve_device(args.device)
     data = synthetic(args.n, args.channels, args.size, 10)
     print(f"device={device} n={args.n} size={args.size} width={args.width} batch={args.batch_size} "
           f"torch={torch.__version__} threads={torch.get_num_threads()}")
+    if args.precisions:
+        result = utilization(data, args, device)
+        if args.json:
+            os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+            with open(args.json + ".tmp", "w") as handle:
+                json.dump(result, handle, indent=1)
+            os.replace(args.json + ".tmp", args.json)
+        return
     if args.regularizers:
         arch = args.archs[0]
         run = lambda reg: reglens_loop(data, arch, args.width, args.batch_size, args.epochs, device, reg,

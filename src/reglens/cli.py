@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     bill.add_argument("--configfile", nargs="+", default=[str(config.SCHEMA_PATH.parents[2] / "config" / "demo.yaml")])
     bill.add_argument("--device", default="h200", choices=sorted(plan.DEVICES))
     bill.add_argument("--utilization", type=float, default=0.3, help="fraction of the device's peak reached")
+    bill.add_argument("--measured", default="results/bench/train_throughput.json",
+                      help="`make bench`'s utilization per precision, used where it was measured on --device")
     regen = commands.add_parser("readme", help="rewrite the generated result blocks of README.md and docs/*.md "
                                                "from results/tables")
     regen.add_argument("pages", nargs="*", help="default: README.md and docs/*.md")
@@ -70,18 +73,25 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(config.config_doc())
         return 0
     if args.command == "plan":
-        return print_plan(args.configfile, args.device, args.utilization)
+        return print_plan(args.configfile, args.device, args.utilization, args.measured)
     return check_config(args.paths)
 
 
-def print_plan(paths: list[str], device: str, utilization: float) -> int:
+def print_plan(paths: list[str], device: str, utilization: float, measured_path: str | None = None) -> int:
     merged: dict = {}
     for path in paths:
         merged = _merge(merged, config.load_yaml(path))
     cfg = config.validate(merged)
-    table = plan.bill(cfg, device, utilization)
+    measured = {}
+    if measured_path and Path(measured_path).exists():
+        bench = json.loads(Path(measured_path).read_text())
+        measured = plan.measured_utilization(bench, device)
+        print(f"{measured_path}: measured on {bench.get('device')} on {bench.get('date')}: "
+              + (", ".join(f"{p} at {u:.1%} of peak" for p, u in measured.items()) if measured
+                 else f"not a {device}, so not used"))
+    table = plan.bill(cfg, device, utilization, measured=measured)
     peak = plan.DEVICES[device]
     print(f"{', '.join(paths)}: {len(config.cells(cfg))} cells; {peak['name']} at {utilization:.0%} of its dense peak "
-          f"(fp32 jobs at TF32 {peak['tf32'] / 1e12:.0f} TFLOP/s, bf16 {peak['bf16'] / 1e12:.0f} TFLOP/s)")
+          f"where not measured (fp32 jobs at TF32 {peak['tf32'] / 1e12:.0f} TFLOP/s, bf16 {peak['bf16'] / 1e12:.0f} TFLOP/s)")
     print(table.to_string(index=False, formatters={"pflop": "{:,.1f}".format, "gpu_hours": "{:,.2f}".format}))
     return 0

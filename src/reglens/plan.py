@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from reglens import attribution, config as config_mod, data, dissect, models, regularizers, robustness
-from reglens.train import merged_train_config
+from reglens.train import effective_precision, merged_train_config
 
 # dense peak throughput, FLOP/s (NVIDIA H200 SXM datasheet: the H100 SXM's tensor-core rates)
 DEVICES = {"h200": {"name": "NVIDIA H200 SXM", "fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
@@ -88,8 +88,8 @@ def jobs(cfg: dict) -> list[Job]:
         ds = spec(cell.dataset)
         width = study["model"].get("width", 1.0)
         fwd = forward_flops(cell.arch, ds.channels, ds.size, ds.num_classes, width)
-        precision = merged_train_config(study["train"])["precision"]
         regs = regularizers.build(cell.reg, cfg["regularizers"])
+        precision = effective_precision(merged_train_config(study["train"])["precision"], regs)
         out.append(Job("train", training_flops(fwd, study["train"], ds.train_size, ds.test_size, regs.step_cost()),
                        precision))
         attack_steps = len(rob["fgsm_eps"]) + len(rob["pgd_eps"]) * sum(rob["pgd_steps"])
@@ -144,14 +144,31 @@ def jobs(cfg: dict) -> list[Job]:
     return out + list(learners.values())
 
 
-def bill(cfg: dict, device: str = "h200", utilization: float = 0.3, tf32: bool = True) -> pd.DataFrame:
+def measured_utilization(bench: dict, device: str) -> dict[str, float]:
+    """Per precision, the median model FLOPs utilization over the architectures of a
+    `benchmarks/train_throughput.py --json` file, if it was measured on `device`; else {}."""
+    if device not in str(bench.get("device", "")).lower():
+        return {}
+    found: dict[str, list[float]] = {}
+    for rows in bench.get("archs", {}).values():
+        for precision, row in rows.items():
+            if row.get("mfu"):
+                found.setdefault(precision, []).append(row["mfu"])
+    return {precision: float(pd.Series(values).median()) for precision, values in found.items()}
+
+
+def bill(cfg: dict, device: str = "h200", utilization: float = 0.3, tf32: bool = True,
+         measured: dict[str, float] | None = None) -> pd.DataFrame:
     """Per rule: jobs, PFLOP and GPU-hours on `device` at `utilization` of its peak for each job's
-    precision (fp32 jobs at the TF32 tensor-core peak when `tf32`, which reglens enables on CUDA)."""
+    precision (fp32 jobs at the TF32 tensor-core peak when `tf32`, which reglens enables on CUDA), or
+    at the utilization `measured` for that precision (measured_utilization)."""
     peak = DEVICES[device]
+    measured = measured or {}
     rows = []
     for job in jobs(cfg):
         rate = peak["tf32" if job.precision == "fp32" and tf32 else job.precision]
-        rows.append({"rule": job.rule, "pflop": job.flops / 1e15, "gpu_hours": job.flops / (rate * utilization) / 3600})
+        used = measured.get(job.precision, utilization)
+        rows.append({"rule": job.rule, "pflop": job.flops / 1e15, "gpu_hours": job.flops / (rate * used) / 3600})
     frame = pd.DataFrame(rows)
     table = frame.groupby("rule", sort=False).agg(jobs=("pflop", "size"), pflop=("pflop", "sum"),
                                                   gpu_hours=("gpu_hours", "sum")).reset_index()
