@@ -74,7 +74,9 @@ def test_dry_run_of_full_config_lists_every_training_job_offline():
     assert run.returncode == 0, run.stderr[-2000:]
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
     images = [c for c in config.cells(full) if c.dataset != "clusters2d"]
-    assert counts["train"] == len(images) and counts["train_toy"] == len(config.cells(full)) - len(images)
+    shared = [c for c in images if c.arch in full["gpu_sharing"]["archs"]]
+    assert counts["train_shared"] == len(shared) > 0 and counts["train"] == len(images) - len(shared)
+    assert counts["train_toy"] == len(config.cells(full)) - len(images)
     assert counts["plant_shortcut"] == 2 and counts["shortcut"] == sum(c.shortcut for c in images) == 180
     absent = {c.dataset for c in config.cells(full)} - {p.stem for p in (REPO / "resources" / "data").glob("*.pt")}
     assert counts["download"] == 3 and counts["prepare_data"] == len(absent)  # the toy dataset is generated
@@ -106,3 +108,18 @@ def test_config_readme_is_generated_from_the_schema_and_every_key_is_described()
     assert {"explain.options.ig_steps", "studies.<name>.train.epochs", "dissect.broden.synthetic.seed"} <= keys
     defaults = {key: default for key, _, default, _ in rows}
     assert defaults["studies.<name>.train.epochs"] == "`10`" and defaults["device"] == "`auto`"
+
+
+def test_gpu_sharing_trains_the_named_archs_by_train_shared(tmp_path):
+    cfg = _with(archs=["lenet", "simplecnn"], regularizers=["none", "l2"], seeds=[0, 1])
+    cfg["gpu_sharing"] = {"archs": ["lenet"]}
+    (tmp_path / "shared.yaml").write_text(yaml.safe_dump(cfg))
+    run = _snakemake("train_all", "-n", "--configfile", str(tmp_path / "shared.yaml"), "--directory", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-2000:]
+    counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
+    assert counts["train_shared"] == 4 and counts["train"] == 4
+    shared_jobs = re.findall(r"rule train_shared:\n(?:    .*\n)*?    output: results/s/(\w+)/", run.stdout)
+    assert set(shared_jobs) == {"lenet"}
+    cfg["gpu_sharing"] = {"archs": ["lenet5"]}
+    with pytest.raises(config.ConfigError, match=r"gpu_sharing\.archs\[0\]: unknown architecture 'lenet5'; valid: \["):
+        config.validate(cfg)

@@ -101,6 +101,10 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     cfg.setdefault("retries", 2)
     cfg["figures"] = {"svg": True, **cfg.get("figures", {})}
     cfg.setdefault("partial", False)
+    cfg["gpu_sharing"] = {"archs": [], **cfg.get("gpu_sharing", {})}
+    for j, arch in enumerate(cfg["gpu_sharing"]["archs"]):
+        if arch not in models.MODELS:
+            raise ConfigError(f"gpu_sharing.archs[{j}]: unknown architecture {arch!r}; valid: {sorted(models.MODELS)}")
     cfg.setdefault("data", {})
     cfg["data"].setdefault("root", "resources")
     cfg["data"].setdefault("offline_dir", None)

@@ -204,6 +204,7 @@ def provenance(device: torch.device | str | None = None, seed: int | None = None
         "python_version": platform.python_version(),
         "hostname": platform.node(),
         "torch_threads": torch.get_num_threads(),  # CPU sums depend on it
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # None outside SLURM
     }
     if device is not None:
         record["device"] = str(device)

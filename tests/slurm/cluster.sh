@@ -7,7 +7,7 @@
 # It reads and writes nothing outside DIR (no /etc, no system munge) and stops nothing it did not
 # start, so a real SLURM on the same machine is left alone. Needs root (slurmd launches jobs) and
 # Debian's slurmctld, slurmd, slurm-client and munge. One stand-in GPU (gres File=/dev/null), so that
-# `--gpus=1` requests are scheduled.
+# `--gpus=1` requests are scheduled, shared as 8 shards (gres/shard) by jobs that ask for one.
 set -euo pipefail
 action=${1:?start or stop}
 dir=$(realpath -m "${2:?cluster folder}")
@@ -62,7 +62,7 @@ AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 MinJobAge=600
-GresTypes=gpu
+GresTypes=gpu,shard
 ReturnToService=2
 SlurmdParameters=config_overrides
 StateSaveLocation=$dir/state
@@ -71,10 +71,11 @@ SlurmctldPidFile=$dir/run/slurmctld.pid
 SlurmdPidFile=$dir/run/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-NodeName=$host CPUs=$cpus RealMemory=8000 Gres=gpu:1 State=UNKNOWN
+NodeName=$host CPUs=$cpus RealMemory=16000 Gres=gpu:1,shard:8 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
-echo "NodeName=$host Name=gpu File=/dev/null" > "$dir/gres.conf"
+printf 'NodeName=%s Name=gpu File=/dev/null\nNodeName=%s Name=shard Count=8 File=/dev/null\n' "$host" "$host" \
+  > "$dir/gres.conf"
 # Client commands bound to this config: snakemake's slurm-jobstep plugin drops SLURM_CONF from the
 # environment of the srun it starts inside a job, so the config travels with the command instead.
 mkdir -p "$dir/bin"

@@ -5,6 +5,7 @@ from reglens import aggregate as reglens_aggregate
 from reglens import config as reglens_config
 from reglens import data as reglens_data
 from reglens import io as reglens_io
+from reglens import models as reglens_models
 from reglens import plots as reglens_plots
 from reglens import regularizers as reglens_regularizers
 
@@ -25,6 +26,10 @@ config["torch_threads"] = CFG["torch_threads"]  # likewise; the same on SLURM an
 # Only the main process retries: inside a SLURM job Snakemake reads this file again, and retrying
 # there too would run a failing job retries x retries times.
 RESUMABLE_RETRIES = CFG["retries"] if workflow.is_main_process else 0
+# Cells of the config's gpu_sharing.archs train by rule train_shared, the others by train; on SLURM the
+# profile has train_shared jobs ask for a GPU shard, so that several share one GPU concurrently.
+SHARED_ARCHS = sorted(CFG["gpu_sharing"]["archs"])
+OWN_GPU_ARCHS = sorted(set(reglens_models.MODELS) - set(SHARED_ARCHS))
 
 CELLS = reglens_config.cells(CFG)
 IMAGE_CELLS = [cell for cell in CELLS if reglens_aggregate.inputs_of(cell.as_dict()) == "images"]

@@ -12,6 +12,7 @@ rule train:
         run=train_params,
     wildcard_constraints:
         study=one_of(IMAGE_STUDIES),
+        arch=one_of(OWN_GPU_ARCHS),
     log:
         "logs/train/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]
@@ -22,6 +23,16 @@ rule train:
         "../scripts/train.py"
 
 
+# Small architectures (config gpu_sharing.archs): the same job; on SLURM each asks for a shard of a GPU
+# (profiles/slurm), so several train on one GPU at once.
+use rule train as train_shared with:
+    wildcard_constraints:
+        study=one_of(IMAGE_STUDIES),
+        arch=one_of(SHARED_ARCHS),
+    resources:
+        cpus_per_task=config["torch_threads"],
+
+
 use rule train as train_toy with:
     output:
         model=f"{CELL_DIR}/model.pt",
@@ -30,6 +41,7 @@ use rule train as train_toy with:
         regions=f"{CELL_DIR}/regions.pt",
     wildcard_constraints:
         study=one_of(POINT_STUDIES),
+        arch=r"[a-z0-9_]+",
 
 
 rule train_all:

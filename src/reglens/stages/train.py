@@ -66,7 +66,7 @@ def run_cell(dataset_path: str | Path, out_dir: str | Path, cell: dict, regulari
                     "half_width": data.half_width, "x_train": data.x_train.cpu(), "y_train": data.y_train.cpu(),
                     "classes": data.classes}, out_dir / "regions.pt")
     write_csv(out_dir / "history.csv", pd.DataFrame(result.history))
-    metrics = {**result.metrics, "wall_seconds": time.time() - t0,
+    metrics = {**result.metrics, "wall_seconds": time.time() - t0, "started_at": t0, "finished_at": time.time(),
                "cell": cell, "regularizer": regs.describe(),
                "train_config": merged_train_config(train_cfg), "model_config": model_cfg or {},
                "provenance": provenance(dev, seed)}
