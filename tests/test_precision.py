@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from reglens import regularizers
+from reglens import data, regularizers
 from reglens.data import to_float
 from reglens.models import build
 from reglens.train import effective_precision, loss_terms, train
@@ -22,9 +22,9 @@ def one(kind):
     return regularizers.build(kind, {kind: [{"kind": kind, **SPECS.get(kind, {})}]})
 
 
-def terms_and_grad(digits, regs, precision):
+def terms_and_grad(digits, regs, precision, arch="simplecnn"):
     torch.manual_seed(0)
-    model = build("simplecnn", digits.channels, digits.size, digits.num_classes, width=0.5,
+    model = build(arch, digits.channels, digits.size, digits.num_classes, width=0.5,
                   mean=digits.mean, std=digits.std, **regs.model_kwargs())
     regs.init_model(model)
     model.train()
@@ -54,6 +54,16 @@ def test_bf16_autocast_gives_the_fp32_penalties_and_gradient(digits, kind):
     assert cosine >= GRAD_COSINE
     if regs.needs_fp32:  # double-backward penalties are computed in fp32: identical numbers
         assert got == ref and torch.equal(got_grad, ref_grad)
+
+
+def test_bf16_jacobian_determinant_of_the_toy_mlp_matches_fp32():
+    points = data.from_blob(data.convert("clusters2d", {}, {"train_per_class": 40, "test_per_class": 10}))
+    regs = one("jacobian_det")
+    ref, ref_grad = terms_and_grad(points, regs, "fp32", "mlp")
+    got, got_grad = terms_and_grad(points, regs, "bf16", "mlp")
+    for name in ref:
+        assert got[name] == pytest.approx(ref[name], rel=BF16_RTOL, abs=1e-6), name
+    assert torch.nn.functional.cosine_similarity(got_grad, ref_grad, dim=0).item() >= GRAD_COSINE
 
 
 def test_double_backward_and_concept_group_kinds_keep_fp32():
