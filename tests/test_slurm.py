@@ -41,7 +41,7 @@ TINY = {
     "lesion": {"ks": [1], "draws": 1, "train_images": 100},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.5},
-                         "train": {"epochs": 30, "lr": 0.05, "batch_size": 64}}},
+                         "train": {"epochs": 15, "lr": 0.05, "batch_size": 64}}},
 }
 
 
