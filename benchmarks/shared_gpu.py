@@ -16,6 +16,8 @@ import time
 
 import torch
 
+from reglens.device import resolve_device
+
 
 def cell(args, seed: int, barrier, results) -> None:
     from train_throughput import synthetic  # the benchmark's synthetic data (spawned: imported here)
@@ -66,8 +68,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="torch threads per cell (the config's torch_threads)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     args = parser.parse_args()
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    args.device = device if device != "auto" else "cpu"
+    args.device = str(resolve_device(args.device))  # the spawned cells get a concrete device
     alone = aggregate(args, 1)
     shared = aggregate(args, args.cells)
     print(f"device={args.device} arch={args.arch} width={args.width} n={args.n} batch={args.batch_size} "

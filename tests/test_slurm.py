@@ -74,6 +74,20 @@ def command(workdir, *targets, configfile="tiny.yaml"):
             "--slurm-keep-successful-logs"]
 
 
+def assert_trained_alone(metrics: dict, workdir, cfg: dict, study: str, arch: str, reg: str, seed: int) -> None:
+    """A cell's metrics equal training it in this process with the config's thread count."""
+    digits = load_dataset(workdir / "resources" / "data" / "digits.pt")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg["torch_threads"])
+    try:
+        ref = train(digits, arch, regularizers.build(reg, cfg["regularizers"]), cfg["studies"][study]["train"],
+                    cfg["studies"][study]["model"], seed=seed, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    for key in ("test_loss", "train_loss", "test_acc"):
+        assert metrics[key] == pytest.approx(ref.metrics[key], rel=1e-6), key
+
+
 def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     cell = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0"
@@ -104,16 +118,7 @@ def test_tiny_study_on_slurm_with_preemption_and_rebuild(cluster, tmp_path):
     metrics = json.loads((cell / "metrics.json").read_text())
     assert metrics["resumed_from_epoch"] >= 3  # the retry continued from the checkpoint
     assert metrics["provenance"]["torch_threads"] == TINY["torch_threads"]  # from the config, not the node
-    digits = load_dataset(tmp_path / "resources" / "data" / "digits.pt")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(TINY["torch_threads"])
-    try:
-        ref = train(digits, "simplecnn", regularizers.build("none", TINY["regularizers"]),
-                    TINY["studies"]["tiny"]["train"], TINY["studies"]["tiny"]["model"], seed=0, device="cpu")
-    finally:
-        torch.set_num_threads(threads)
-    for key in ("test_loss", "train_loss", "test_acc"):
-        assert metrics[key] == pytest.approx(ref.metrics[key], rel=1e-6), key
+    assert_trained_alone(metrics, tmp_path, TINY, "tiny", "simplecnn", "none", 0)
     assert (tmp_path / "results" / "report.html").exists()
     # the profile packs each cell's short GPU steps into one SLURM job
     # the plugin names a group's log folder group_<group>_<its rules>

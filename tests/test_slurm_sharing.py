@@ -7,14 +7,10 @@ import re
 import subprocess
 
 import pytest
-import torch
 import yaml
 
 from conftest import REPO
-from reglens import regularizers
-from reglens.stages.common import load_dataset
-from reglens.train import train
-from test_slurm import TINY, cluster, command  # noqa: F401  (cluster: the module's own private cluster)
+from test_slurm import TINY, assert_trained_alone, cluster, command  # noqa: F401  (cluster: this module's own)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -36,16 +32,7 @@ def test_small_cells_share_the_gpu_concurrently_and_rebuild_alone(cluster, tmp_p
         assert re.search(r"TresPerNode=gres:shard:1\b", shown) and not re.search(r"gres[:/]gpu", shown), shown
     assert max(m["started_at"] for m in metrics) < min(m["finished_at"] for m in metrics)  # all at once
     # each cell's numbers are those of training it alone
-    digits = load_dataset(tmp_path / "resources" / "data" / "digits.pt")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(shared["torch_threads"])
-    try:
-        ref = train(digits, "lenet", regularizers.build("l2", shared["regularizers"]),
-                    shared["studies"]["shared"]["train"], shared["studies"]["shared"]["model"], seed=1, device="cpu")
-    finally:
-        torch.set_num_threads(threads)
-    for key in ("test_loss", "train_loss", "test_acc"):
-        assert metrics[3][key] == pytest.approx(ref.metrics[key], rel=1e-6), key
+    assert_trained_alone(metrics[3], tmp_path, shared, "shared", "lenet", "l2", 1)
     # one shared cell rebuilt by its path: alone, in a job of its own; the others untouched
     before = {c: (tmp_path / c / "model.pt").stat().st_mtime_ns for c in cells[:3]}
     for name in ("model.pt", "metrics.json", "history.csv"):

@@ -123,7 +123,8 @@ def fingerprint(obj) -> str:
 
 
 def effective_precision(precision: str, regs: RegularizerSet) -> str:
-    """The precision a cell trains in: fp32 when a member needs it (double-backward penalties)."""
+    """The precision a cell trains in: fp32 when a member needs it (double-backward penalties, the
+    concept-group kinds)."""
     return "fp32" if regs.needs_fp32 else precision
 
 

@@ -7,9 +7,9 @@ number of each pixel as red + 256 * green.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from reglens.data.download import RemoteFile
+from reglens.io import atomic_path, write_json
 
 URL = "http://netdissect.csail.mit.edu/data/{version}.zip"
 # md5 of the official archives we could confirm; other versions need `dissect.broden.md5`
@@ -286,12 +287,6 @@ class _Decoding(torch.utils.data.Dataset):
         return i, images, masks
 
 
-def _save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
 def decode(broden: Broden, out_dir: str | Path, sizes, workers: int = 0) -> Path:
     """Decode every image once at each (size, channels) of `sizes`, and every mask PNG, into
     memory-mappable .npy files: images_<size>_c<channels> (uint8, images x channels x size x size),
@@ -307,31 +302,20 @@ def decode(broden: Broden, out_dir: str | Path, sizes, workers: int = 0) -> Path
     sizes = [(int(size), int(channels)) for size, channels in sizes]
     n, (sh, sw) = len(broden), broden.seg_shape
     offsets = np.concatenate([[0], np.cumsum([len(e.masks) for e in broden.images])]).astype(np.int64)
-    names = [f"images_{size}_c{channels}" for size, channels in sizes]
-    tmp = {name: out / f"{name}.tmp.npy" for name in [*names, "masks"]}
-    arrays = {name: np.lib.format.open_memmap(tmp[name], "w+", np.uint8, (n, channels, size, size))
-              for name, (size, channels) in zip(names, sizes)}
-    arrays["masks"] = np.lib.format.open_memmap(tmp["masks"], "w+", np.uint16, (int(offsets[-1]), sh, sw))
+    shapes = {f"images_{size}_c{channels}": (np.uint8, (n, channels, size, size)) for size, channels in sizes}
+    shapes["masks"] = (np.uint16, (int(offsets[-1]), sh, sw))
     loader = torch.utils.data.DataLoader(_Decoding(broden, sizes), batch_size=None, num_workers=workers)
-    try:
+    with contextlib.ExitStack() as stack:  # every array renamed into place only if all were written
+        tmp = {name: stack.enter_context(atomic_path(out / f"{name}.npy", record=False)) for name in shapes}
+        arrays = {name: np.lib.format.open_memmap(tmp[name], "w+", dtype, shape)
+                  for name, (dtype, shape) in shapes.items()}
         for i, images, masks in loader:
-            for name, image in zip(names, images):
+            for name, image in zip(list(shapes)[:len(sizes)], images):  # the image arrays come first
                 arrays[name][i] = image
             arrays["masks"][offsets[i]:offsets[i + 1]] = masks
-    except BaseException:
-        arrays.clear()
-        for path in tmp.values():
-            path.unlink(missing_ok=True)
-        raise
-    for name, array in arrays.items():
-        array.flush()
-        del array
-        os.replace(tmp[name], out / f"{name}.npy")
-    arrays.clear()
-    _save(out / "mask_offsets.npy", offsets)
-    meta = {"view": broden.view(), "arrays": [*names, "masks", "mask_offsets"], "sizes": sizes}
-    meta_tmp = out / "meta.json.tmp"
-    meta_tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(meta_tmp, out / "meta.json")
+        for array in arrays.values():
+            array.flush()
+        with atomic_path(out / "mask_offsets.npy", record=False) as path, open(path, "wb") as handle:
+            np.save(handle, offsets)
+    write_json(out / "meta.json", {"view": broden.view(), "arrays": [*shapes, "mask_offsets"]})
     return out
-

@@ -22,7 +22,8 @@ def run_dissect(model_path, broden_root, out_dir, cfg: dict | None = None, devic
     result = dissect.dissect(model, broden, cfg, dev)
     units = dissect.unit_table(result)
     summary = dissect.summarize(units, broden.categories, cfg)
-    summary["broden"] = {"root": str(broden_root), "decoded": str(decoded) if decoded else None, "images": len(broden), "labels": broden.num_labels - 1,
+    summary["broden"] = {"root": str(broden_root), "decoded": str(decoded) if decoded else None,
+                         "images": len(broden), "labels": broden.num_labels - 1,
                          "conventions": dissect.CONVENTIONS[cfg["conventions"]],
                          "seg_shape": list(broden.seg_shape)}
     summary["provenance"] = provenance(dev)
