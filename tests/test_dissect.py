@@ -357,19 +357,88 @@ def test_broden_errors_name_the_file_row_and_problem(tmp_path):
         b.load_planes(2)
 
 
-@pytest.mark.parametrize("side,out", [(7, 112), (16, 16), (56, 112), (5, 13), (20, 8)])
-def test_activated_pixels_are_exactly_the_dense_upsampled_masks(side, out):
-    """The sparse evaluation (only tiles that can reach the threshold) against upsampling every map with
-    F.interpolate: the same pixels and areas, for integer, fractional and downsampling factors."""
+def runs_as_masks(f, thr, out, chunk_bytes):
+    """activated_runs painted into (B, units, out*out) masks; runs must not overlap, areas must add up."""
+    got = torch.zeros(f.shape[0], f.shape[1], out[0] * out[1], dtype=torch.bool)
+    for b, u, (owner, start, length), area in dissect.activated_runs(f, thr, out, chunk_bytes=chunk_bytes):
+        run, offset = dissect._expand(length)
+        where = (b[owner].take(run), u[owner].take(run), start.take(run) + offset)
+        assert not got[where].any()
+        assert bool((start % out[1] + length <= out[1]).all())                   # a run stays in its row
+        got[where] = True
+        assert torch.equal(area, got[b, u].sum(1))
+    return got
+
+
+def ties(f, thr, out):
+    """Pixels whose F.interpolate value equals the threshold to rounding (1e-12 relative)."""
+    up = F.interpolate(f.double(), size=out, mode="bilinear", align_corners=False).flatten(2)
+    t = thr.double().view(1, -1, 1)
+    return (up - t).abs() <= 1e-12 * torch.maximum(up.abs(), t.abs())
+
+
+@pytest.mark.parametrize("side,out", [(7, 112), (16, 16), (56, 112), (5, 13), (20, 8), (3, 17), (7, 113)])
+@pytest.mark.parametrize("quantile", [0.5, 0.9, 0.995])
+def test_activated_runs_are_exactly_the_dense_upsampled_masks(side, out, quantile):
+    """The runs (only row segments whose source cells reach the threshold, ends from where each row's
+    line crosses it) against upsampling every map with F.interpolate: the same pixels and areas for
+    integer, fractional and downsampling factors, wherever the value is not a tie."""
     torch.manual_seed(side)
     f = F.avg_pool2d(torch.randn(3, 6, side + 2, side + 2), 3, stride=1)
-    thr = torch.quantile(f.transpose(0, 1).flatten(1), 0.9, dim=1)
+    thr = torch.quantile(f.transpose(0, 1).flatten(1), quantile, dim=1)
     dense = dissect.unit_masks(f, thr, (out, out))
-    got = torch.zeros_like(dense)
-    for b, u, (owner, pixel), area in dissect.activated_pixels(f, thr, (out, out), chunk_bytes=2000):
-        got[b[owner], u[owner], pixel] = True
-        assert torch.equal(area, dense[b, u].sum(1))
-    assert torch.equal(got, dense) and dense.any()
+    got = runs_as_masks(f, thr, (out, out), chunk_bytes=50_000)   # several chunks of images and of blocks
+    tie = ties(f, thr, (out, out))
+    assert torch.equal(got & ~tie, dense & ~tie) and dense.any()
+    assert tie.float().mean() < 0.01
+
+
+def test_activated_runs_on_plateaus_and_thresholds_equal_to_map_values():
+    """Constant maps, plateaus, dead units (threshold 0 on zeros) and steps: every pixel not within
+    rounding of the threshold as F.interpolate decides it; pixels exactly at a threshold of 0 are off."""
+    f = torch.zeros(2, 5, 7, 7)
+    f[:, 0] = 0.3                                                    # constant, threshold equal to it
+    f[:, 1, 2:5, 2:5] = 0.3                                          # a plateau
+    f[:, 2] = torch.arange(7.0).view(1, 7) * 0.1                     # a ramp
+    f[:, 3, :, 3] = 1                                                # a ridge
+    for thr in (torch.tensor([0.3, 0.3, 0.3, 0.5, 0.0]), torch.tensor([0.29, 0.1, 0.2, 0.0, 0.0])):
+        for out in ((112, 112), (50, 30), (7, 7)):
+            dense = dissect.unit_masks(f, thr, out)
+            got = runs_as_masks(f, thr, out, chunk_bytes=4000)
+            tie = ties(f, thr, out)
+            assert torch.equal(got & ~tie, dense & ~tie)
+            assert not got[:, 4].any() and not dense[:, 4].any()     # all zeros, threshold 0
+    assert tie.any()                                                 # the constant map at its own value
+
+
+def test_tally_of_runs_equals_counting_pixels_on_broden_like_planes():
+    """ConceptTally (activated runs intersected with label runs; image-level planes by image) against
+    counting the dense masks' pixels per label directly, per plane (Lite) and once per pixel (reglens)."""
+    torch.manual_seed(0)
+    images, labels, seg = 6, 40, 24
+    g = torch.Generator().manual_seed(1)
+    blocks = torch.randint(0, labels - 5, (images, 2, 6, 6), generator=g)
+    blocks[torch.rand(blocks.shape, generator=g) < 0.3] = 0
+    planes = F.interpolate(blocks.float(), size=(seg, seg), mode="nearest").long()
+    planes[:, 1, :4] = planes[:, 0, :4]                              # a label repeated in two planes
+    scene = torch.randint(labels - 5, labels, (images,), generator=g) * (torch.arange(images) % 2 == 0)
+    planes = torch.cat([planes, scene.view(-1, 1, 1, 1).expand(-1, 1, seg, seg)], 1)
+    lc = torch.zeros(labels, 3)
+    lc[1:20, 0], lc[20:labels - 5, 1], lc[labels - 5:, 2] = 1, 1, 1
+    f = F.avg_pool2d(torch.randn(images, 5, 8, 8), 3, stride=1)
+    thr = torch.quantile(f.transpose(0, 1).flatten(1), 0.8, dim=1)
+    masks = dissect.unit_masks(f, thr, (seg, seg))                   # (images, units, P)
+    flat = planes.flatten(2)
+    for per_plane in (True, False):
+        batch = dissect.BatchLabels(flat, lc, per_plane)
+        tally = dissect.ConceptTally(5, lc, "lite", (seg, seg), "cpu", chunk_bytes=3000)
+        tally.update(f, thr, batch)
+        both = torch.zeros(5, labels, dtype=torch.long)
+        for k in range(1, labels):
+            on = (batch.planes == k).sum(1) if per_plane else (batch.planes == k).any(1).long()   # (images, P)
+            both[:, k] = (masks.long() * on.unsqueeze(1)).sum((0, 2))
+        assert torch.equal(tally.both.view(5, labels)[:, 1:], both[:, 1:])
+        assert torch.equal(batch.area[1:], torch.stack([(batch.planes == k).sum() for k in range(labels)])[1:])
 
 
 def test_decoded_broden_serves_the_same_images_planes_and_dissection(tmp_path):

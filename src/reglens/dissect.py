@@ -10,8 +10,10 @@ or over every image where the category is present ("original", NetDissect's firs
 counts in its primary category. A unit detects its best concept when that IoU exceeds 0.04.
 
 `conventions` picks between reglens' choices and NetDissect-Lite's where they differ (CONVENTIONS;
-docs/dissect.md lists each difference and its measured effect). The tally counts the labels of the
-activated pixels with `bincount`, so its cost grows with the activated pixels, not pixels x labels.
+docs/dissect.md lists each difference and its measured effect). The tally works on runs: each
+unit's activated stretches of mask rows (found from where the bilinear map crosses the threshold,
+activated_runs) intersected with the runs of each label plane, so its cost grows with the runs, not
+with pixels x labels.
 """
 from __future__ import annotations
 
@@ -128,35 +130,52 @@ class StreamingQuantile:
 class BatchLabels:
     """A batch's label planes, prepared once and shared by every layer's tally: (B, planes, P) label
     numbers (0 = none), a repeated label at a pixel cleared unless counted per plane, the label areas,
-    and which categories each image holds."""
+    which categories each image holds, and each plane as runs: maximal stretches of consecutive pixels
+    of an image (in flat pixel order) with one label."""
 
     def __init__(self, planes: torch.Tensor, label_category: torch.Tensor, per_plane: bool):
         planes = planes.long()
-        if not per_plane:
-            planes = planes.clone()  # cleared in place below; never the caller's tensor  # a pixel counts once per label, however many planes carry it
+        if not per_plane:  # a pixel counts once per label, however many planes carry it
+            planes = planes.clone()  # cleared in place below; never the caller's tensor
             for k in range(1, planes.shape[1]):
                 repeated = (planes[:, :k] == planes[:, k:k + 1]).any(1)
                 planes[:, k] = torch.where(repeated, 0, planes[:, k])
         self.planes = planes
         self.pixels = planes.shape[2]
-        self.by_pixel = planes.transpose(1, 2).reshape(-1, planes.shape[1])   # (B * P, planes)
         labels, categories = label_category.shape
         self.category_of = torch.where(label_category.sum(1) > 0, label_category.argmax(1), -1)
-        self.area = torch.bincount(planes.flatten(), minlength=labels)[:labels].clone()
+        batch, count, pixels = planes.shape
+        self.images = batch
+        self.area = torch.zeros(labels, dtype=torch.long, device=planes.device)
+        present = torch.zeros(batch * (categories + 1), dtype=torch.bool, device=planes.device)
+        self.runs = []                                       # per plane: start, end, label, run of each pixel
+        for k in range(count):
+            plane = planes[:, k]
+            change = torch.ones((batch, pixels), dtype=torch.bool, device=planes.device)   # a run starts each image
+            change[:, 1:] = plane[:, 1:] != plane[:, :-1]
+            change = change.flatten()
+            start = change.nonzero().squeeze(1)
+            end = torch.cat([start[1:], start.new_tensor([len(change)])])
+            label = plane.reshape(-1).index_select(0, start)
+            self.runs.append((start, end, label, torch.cumsum(change, 0) - 1))
+            self.area.index_add_(0, label, end - start)
+            present[(start // pixels) * (categories + 1) + self.category_of.index_select(0, label) + 1] = True
         self.area[0] = 0
-        batch = planes.shape[0]
-        cats = self.category_of[planes.flatten(1)]                       # (B, planes * P)
-        image = torch.arange(batch, device=planes.device).unsqueeze(1).expand_as(cats)
-        keep = cats >= 0
-        self.category_present = torch.bincount(image[keep] * categories + cats[keep],
-                                               minlength=batch * categories).view(batch, categories) > 0
+        self.category_present = present.view(batch, categories + 1)[:, 1:]
+
+
+def _expand(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For items with counts[i] members each: every member's item and its place within the item."""
+    item = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    return item, torch.arange(len(item), device=counts.device) - first.index_select(0, item)
 
 
 class ConceptTally:
     """Sums over images of unit-label intersections, unit areas per category, and label areas, as
-    integer counts. Cost grows with the activated pixels: only (image, unit) pairs whose map exceeds
-    the threshold somewhere are upsampled, and their activated pixels' labels are counted with one
-    `bincount` over unit x label indices. `chunk_bytes` bounds the upsampled maps held at once."""
+    integer counts. Cost grows with the runs of activated pixels, not pixels x labels: each run (a
+    unit's activated stretch of a mask row, from activated_runs) is intersected with the label runs it
+    overlaps, and the overlaps are added at their unit x label index."""
 
     def __init__(self, units: int, label_category: torch.Tensor, union: str, seg_shape, device,
                  chunk_bytes: int = 64 << 20):
@@ -171,21 +190,28 @@ class ConceptTally:
     def update(self, features: torch.Tensor, thresholds: torch.Tensor, labels: BatchLabels) -> None:
         """features: (B, units, h, w) activations; thresholds: (units,)."""
         self.label_area += labels.area
-        for pair_image, pair_unit, pixel, area in activated_pixels(features, thresholds, self.seg_shape,
-                                                                   self.chunk_bytes):
-            pair, index = pixel
-            hit = labels.planes[pair_image[pair], :, index]                  # (activated, planes)
-            on = hit > 0
-            owner = pair.unsqueeze(1).expand_as(hit)[on]
-            hit = hit[on]
-            self.both += torch.bincount(pair_unit[owner] * self.labels + hit, minlength=self.units * self.labels)
-            if self.union == "lite":                                         # area overlaps a label of the category
-                cat = labels.category_of[hit]
-                keep = cat >= 0
-                pairs = len(pair_image)
-                gate = torch.bincount(owner[keep] * self.categories + cat[keep],
-                                      minlength=pairs * self.categories).view(pairs, self.categories) > 0
-            else:                                                            # the category is in the image
+        for pair_image, pair_unit, (owner, start, length), area in activated_runs(
+                features, thresholds, self.seg_shape, self.chunk_bytes):
+            begin = pair_image.index_select(0, owner) * labels.pixels + start              # batch flat pixel
+            end = begin + length
+            pairs = len(pair_image)
+            gate = torch.zeros(pairs * (self.categories + 1), dtype=torch.bool, device=begin.device)
+            for run_start, run_end, run_label, run_of in labels.runs:          # label 0 is counted, then dropped
+                if len(run_start) == labels.images:                             # one label per image (scene, texture)
+                    hit, pair, overlap = run_label.index_select(0, pair_image.index_select(0, owner)), owner, length
+                else:
+                    first = run_of.index_select(0, begin)
+                    run, offset = _expand(run_of.index_select(0, end - 1) - first + 1)
+                    label_run = first.index_select(0, run) + offset
+                    overlap = (torch.minimum(end.index_select(0, run), run_end.index_select(0, label_run))
+                               - torch.maximum(begin.index_select(0, run), run_start.index_select(0, label_run)))
+                    hit, pair = run_label.index_select(0, label_run), owner.index_select(0, run)
+                self.both.index_add_(0, pair_unit.index_select(0, pair) * self.labels + hit, overlap)
+                if self.union == "lite":                                        # area overlaps a label of the category
+                    gate[pair * (self.categories + 1) + labels.category_of.index_select(0, hit) + 1] = True
+            if self.union == "lite":
+                gate = gate.view(pairs, self.categories + 1)[:, 1:]
+            else:                                                               # the category is in the image
                 gate = labels.category_present[pair_image]
             self.unit_in_category.index_add_(0, pair_unit, area.unsqueeze(1) * gate)
 
@@ -193,6 +219,7 @@ class ConceptTally:
         """(units, labels) float64. Default: labels outside the chosen categories get 0 and an empty
         union gives 0; lite: NetDissect-Lite's both / (units_cat + labels - both + 1e-10) for every label."""
         both = self.both.view(self.units, self.labels).double()
+        both[:, 0] = 0                                                          # no label
         used = self.label_category.sum(1) > 0
         primary = self.label_category.argmax(1)
         union = self.unit_in_category.double()[:, primary] + self.label_area.double().unsqueeze(0) - both
@@ -210,89 +237,172 @@ def unit_masks(features: torch.Tensor, thresholds: torch.Tensor, shape) -> torch
 
 
 class _Axis:
-    """PyTorch's bilinear sampling along one axis (align_corners=False): per output row its lower and
-    upper source rows and the upper one's weight; and tiles of at most `tile` consecutive output rows
-    that share their source rows. `size_after`: the row stride of the source maps (their width)."""
+    """PyTorch's bilinear sampling along one axis (align_corners=False): per output position its lower
+    and upper source positions and the upper one's weight, and its segment: the consecutive outputs
+    sharing a lower source position (along which a sampled value is monotone). `key` (segment * 4 +
+    weight, non-decreasing) finds by `searchsorted` where a segment's weight crosses a value.
+    `size_after`: the row stride of the source maps (their width)."""
 
-    def __init__(self, out: int, size: int, tile: int, device, size_after: int = 1):
+    def __init__(self, out: int, size: int, device, size_after: int = 1):
         src = ((torch.arange(out, device=device, dtype=torch.float64) + 0.5) * (size / out) - 0.5).clamp_min(0)
         self.low = src.floor().long().clamp_max(size - 1)
         self.high = (self.low + 1).clamp_max(size - 1)
         self.weight = (src - self.low).clamp(0, 1)
         self.low_w, self.high_w = self.low * size_after, self.high * size_after
-        counts = torch.bincount(self.low, minlength=size)
-        first = torch.cumsum(counts, 0) - counts
-        offset = torch.arange(out, device=device) - first[self.low]
-        start = torch.nonzero(offset % tile == 0).squeeze(1)
-        length = torch.minimum(counts[self.low[start]] - offset[start], torch.tensor(tile, device=device))
-        self.tile_low = self.low[start]
-        self.tile_first, self.tile_last = start, start + length - 1
-        rows = start.unsqueeze(1) + torch.arange(tile, device=device)
-        self.tile_rows = torch.where(rows <= self.tile_last.unsqueeze(1), rows, -1)   # (tiles, tile)
+        new = torch.ones(out, dtype=torch.bool, device=device)
+        new[1:] = self.low[1:] != self.low[:-1]
+        self.first = new.nonzero().squeeze(1)                               # each segment's first output
+        self.end = torch.cat([self.first[1:], self.first.new_tensor([out])])
+        self.seg_low, self.seg_high = self.low[self.first], self.high[self.first]
+        self.every_source = len(self.first) == size and bool((self.seg_low == torch.arange(size, device=device)).all())
+        self.key = (torch.cumsum(new, 0) - 1).double() * 4 + self.weight
 
 
 @functools.lru_cache(maxsize=64)
-def _axis(out: int, size: int, tile: int, device: torch.device, size_after: int) -> _Axis:
+def _axis(out: int, size: int, device: torch.device, size_after: int) -> _Axis:
     """Built once per layer shape, not per batch (on a GPU each build would wait for the device)."""
-    return _Axis(out, size, tile, device, size_after)
+    return _Axis(out, size, device, size_after)
+
+
+FLAT = 1e-7      # a row segment whose two ends differ by less than this (relative) is decided as a whole
+BAND = 1e-6      # pixels whose weight is this close to the crossing are evaluated one by one
+TIE = 1e-12      # a flat segment this close (relative) to the threshold is evaluated pixel by pixel
 
 
 def _bilinear(maps, pair, y, x, rows: _Axis, cols: _Axis):
-    """Upsampled values at output pixels (y, x) of maps[pair] (pairs, h, w), in float64; flat 1-D
-    gathers, which are several times faster than multi-tensor indexing on the CPU."""
+    """Upsampled values at output pixels (y, x) of maps[pair] (pairs, h, w), in float64 (along x, then
+    y). Gathers here are index_select on flat tensors: on the CPU several times faster than `take` or
+    multi-tensor indexing."""
     flat = maps.reshape(-1)
     base = pair * (maps.shape[1] * maps.shape[2])
-    a, a1, ly = rows.low_w.take(y) + base, rows.high_w.take(y) + base, rows.weight.take(y)
-    c, c1, lx = cols.low.take(x), cols.high.take(x), cols.weight.take(x)
-    top = (1 - lx) * flat.take(a + c) + lx * flat.take(a + c1)
-    bottom = (1 - lx) * flat.take(a1 + c) + lx * flat.take(a1 + c1)
+    a, a1, ly = (v.index_select(0, y) for v in (rows.low_w, rows.high_w, rows.weight))
+    a, a1 = a + base, a1 + base
+    c, c1, lx = cols.low.index_select(0, x), cols.high.index_select(0, x), cols.weight.index_select(0, x)
+    top = (1 - lx) * flat.index_select(0, a + c) + lx * flat.index_select(0, a + c1)
+    bottom = (1 - lx) * flat.index_select(0, a1 + c) + lx * flat.index_select(0, a1 + c1)
     return (1 - ly) * top + ly * bottom
 
 
-def activated_pixels(features: torch.Tensor, thresholds: torch.Tensor, shape, chunk_bytes: int = 64 << 20,
-                     tile: int = 4):
-    """The pixels where each unit's bilinearly upsampled map exceeds its threshold, evaluated only where
-    they can. An upsampled value is a convex combination of its 2x2 source cells, and within a tile of
-    pixels that share those cells it is bilinear, so its largest value is at a tile corner: only tiles
-    next to a source cell at or above the threshold are considered, only those whose corners reach it
-    are evaluated (float64). Yields, per chunk of firing (image, unit) pairs: their image and unit
-    indices, (pair, flat pixel) of the activated pixels, and each pair's activated area."""
+def _reach(near: torch.Tensor, far: torch.Tensor, floor: torch.Tensor):
+    """The weights w in [0, 1] (widened by BAND) where (1 - w) * near + w * far >= floor, as [low, high];
+    empty when low > high."""
+    both, neither = (near >= floor) & (far >= floor), (near < floor) & (far < floor)
+    cross = (floor - near) / torch.where(far == near, torch.ones_like(far), far - near)
+    low = torch.where(near >= floor, torch.zeros_like(cross), cross - BAND)
+    high = torch.where(far >= floor, torch.ones_like(cross), cross + BAND)
+    return (torch.where(neither, 2.0, torch.where(both, 0.0, low)),
+            torch.where(neither, -1.0, torch.where(both, 1.0, high)))
+
+
+def _either(x: torch.Tensor, dim: int, axis: _Axis) -> torch.Tensor:
+    """Along `dim` (source positions), per segment of `axis`: x at its lower or upper source position."""
+    size = x.shape[dim]
+    if axis.every_source:
+        out = x.clone()                                                      # upsampling: position k or k + 1
+        out.narrow(dim, 0, size - 1).logical_or_(x.narrow(dim, 1, size - 1))
+        return out
+    return x.index_select(dim, axis.seg_low) | x.index_select(dim, axis.seg_high)
+
+
+def _hot_blocks(hot: torch.Tensor, rows: _Axis, cols: _Axis):
+    """(pair, row segment, col segment) of the blocks with a hot source cell; hot: (pairs, h, w)."""
+    near = _either(_either(hot, 1, rows), 2, cols)
+    index = near.view(-1).nonzero().squeeze(1)                               # 1-D: faster than 3-D nonzero
+    segments = near.shape[2]
+    return index // (near.shape[1] * segments), index // segments % near.shape[1], index % segments
+
+
+def _block_runs(maps, tp, pair, r, c, rows: _Axis, cols: _Axis, sw: int):
+    """activated_runs for blocks (pair, row segment, col segment) of maps (pairs, h, w), each pair's
+    threshold tp (float64): (pair, first flat pixel, length) of the runs."""
+    h, w = maps.shape[1:]
+    flat = maps.reshape(-1)
+    base = pair * (h * w)
+    top, bottom = base + rows.seg_low.index_select(0, r) * w, base + rows.seg_high.index_select(0, r) * w
+    x0, x1 = cols.seg_low.index_select(0, c), cols.seg_high.index_select(0, c)
+    a, b_, c_, d = (flat.index_select(0, i).double() for i in (top + x0, top + x1, bottom + x0, bottom + x1))
+    scale = torch.stack([a.abs(), b_.abs(), c_.abs(), d.abs(), tp.abs()]).amax(0)
+    reach = tp - TIE * scale - 1e-300                                    # the rows that can reach the threshold:
+    low_a, high_a = _reach(a, c_, reach)                                  # where column 0 reaches
+    low_b, high_b = _reach(b_, d, reach)                                  # ... or column 1 does
+    key = r.double() * 4
+    row_from = torch.searchsorted(rows.key, key + torch.minimum(low_a, low_b).clamp(-1, 2))
+    row_to = torch.searchsorted(rows.key, key + torch.maximum(high_a, high_b).clamp(-1, 2), right=True)
+    block, offset = _expand((row_to - row_from).clamp_min(0))          # one item per output row x col segment
+    y = row_from.index_select(0, block) + offset
+    pair, c, tp, scale = (v.index_select(0, block) for v in (pair, c, tp, scale))
+    ly = rows.weight.index_select(0, y)
+    a, b_, c_, d = (v.index_select(0, block) for v in (a, b_, c_, d))
+    p = (1 - ly) * a + ly * c_                                           # the row's values at column weight 0
+    q = (1 - ly) * b_ + ly * d                                           # ... and 1
+    first, end = cols.first.index_select(0, c), cols.end.index_select(0, c)
+    # an affine segment: sure pixels beyond BAND of the crossing, the rest evaluated one by one
+    cross = ((tp - p) / torch.where(q == p, torch.ones_like(p), q - p)).clamp(-1, 2)
+    key = c.double() * 4
+    low = torch.searchsorted(cols.key, key + (cross - BAND).clamp_min(-1))
+    high = torch.searchsorted(cols.key, key + (cross + BAND).clamp_max(2), right=True)
+    rising = q > p
+    sure_from, sure_to = torch.where(rising, high, first), torch.where(rising, end, low)
+    unsure_from, unsure_to = low, high
+    # a flat segment: wholly on, wholly off (all four cells 0 and a threshold of 0 is exactly off), or evaluated
+    flat_seg = (q - p).abs() <= FLAT * scale
+    on = flat_seg & (torch.minimum(p, q) - tp > TIE * scale)
+    off = flat_seg & ((torch.maximum(p, q) - tp < -TIE * scale) | (scale == 0))
+    sure_from, unsure_from = torch.where(flat_seg, first, sure_from), torch.where(flat_seg, first, unsure_from)
+    sure_to = torch.where(on, end, torch.where(flat_seg, first, sure_to))
+    unsure_to = torch.where(flat_seg & ~on & ~off, end, torch.where(flat_seg, first, unsure_to))
+    length = sure_to - sure_from
+    run = (length > 0).nonzero().squeeze(1)
+    owner, y_run, from_run, length = (v.index_select(0, run) for v in (pair, y, sure_from, length))
+    start = y_run * sw + from_run
+    item, offset = _expand((unsure_to - unsure_from).clamp_min(0))
+    if len(item):
+        ey, ex, epair = y.index_select(0, item), unsure_from.index_select(0, item) + offset, pair.index_select(0, item)
+        lit = (_bilinear(maps, epair, ey, ex, rows, cols) > tp.index_select(0, item)).nonzero().squeeze(1)
+        owner = torch.cat([owner, epair.index_select(0, lit)])
+        start = torch.cat([start, ey.index_select(0, lit) * sw + ex.index_select(0, lit)])
+        length = torch.cat([length, torch.ones_like(lit)])
+    return owner, start, length
+
+
+def activated_runs(features: torch.Tensor, thresholds: torch.Tensor, shape, chunk_bytes: int = 64 << 20):
+    """The pixels where each unit's bilinearly upsampled map (as F.interpolate, align_corners=False,
+    float64) exceeds its threshold, as runs along mask rows, found without evaluating most of them.
+    Between two source rows and two source columns the upsampled value is affine along each output
+    row, so the activated pixels of a row segment form one interval, whose ends follow from where that
+    line crosses the threshold; the rows that can reach it follow likewise from the source cells.
+    Pixels within BAND of a crossing, and flat stretches within TIE of the threshold, are evaluated one
+    by one in float64; every other pixel is farther from the threshold than any rounding reaches.
+    Pixels whose value equals the threshold to rounding (1e-12 relative) are ties that F.interpolate
+    itself decides differently by tensor shape; reglens decides them by its own float64 evaluation,
+    the same for any batch. Yields, per chunk of images: the image and unit of each of its (image,
+    unit) pairs, (pair, first flat pixel, length) of the runs, and each pair's activated area."""
     sh, sw = shape
-    h, w = features.shape[2:]
+    batch, units, h, w = features.shape
     device = features.device
-    rows, cols = _axis(sh, h, tile, device, w), _axis(sw, w, tile, device, 1)
-    up_row = (torch.arange(h, device=device) + 1).clamp_max(h - 1)
-    left_col = (torch.arange(w, device=device) + 1).clamp_max(w - 1)
+    rows, cols = _axis(sh, h, device, w), _axis(sw, w, device, 1)
     thr = thresholds.double()
-    margin = thr.abs() * 1e-9 + 1e-300                                       # a superset under rounding
-    image, unit = (features.amax(dim=(2, 3)).double() >= (thr - margin).view(1, -1)).nonzero(as_tuple=True)
-    tiles = len(rows.tile_low) * len(cols.tile_low)
-    step = max(1, chunk_bytes // (8 * (h * w + tiles)))
-    for s in range(0, len(image), step):
-        b, u = image[s:s + step], unit[s:s + step]
-        maps = features[b, u].double()                                       # (pairs, h, w)
+    floor = thr - thr.abs() * 1e-9 - 1e-300                                  # hot cells: a superset under rounding
+    floor32 = torch.nextafter(floor.float(), torch.tensor(-math.inf, device=device))
+    step = max(1, chunk_bytes // (units * (3 * h * w + 3 * len(rows.first) * len(cols.first)) + 1))
+    block_step = max(1, chunk_bytes // (256 * int((rows.end - rows.first).max())))   # ~256 bytes per row item
+    for s in range(0, batch, step):
+        chunk = features[s:s + step]
+        n = chunk.shape[0]
+        b = torch.arange(s, s + n, device=device).repeat_interleave(units)
+        u = torch.arange(units, device=device).repeat(n)
+        maps = chunk.flatten(0, 1).contiguous()                              # (pairs, h, w)
         if (h, w) == (sh, sw):                                               # no resize: the map itself
-            owner, pixel = (maps.flatten(1) > thr[u].unsqueeze(1)).nonzero(as_tuple=True)
-            yield b, u, (owner, pixel), torch.bincount(owner, minlength=len(b))
-            continue
-        floor = (thr[u] - margin[u]).view(-1, 1, 1)
-        hot = maps >= floor
-        near = hot | hot[:, up_row] | hot[:, :, left_col] | hot[:, up_row][:, :, left_col]
-        near = near.index_select(1, rows.tile_low).index_select(2, cols.tile_low)
-        pair, i, j = near.nonzero(as_tuple=True)
-        corners = torch.stack([_bilinear(maps, pair, y, x, rows, cols)
-                               for y in (rows.tile_first[i], rows.tile_last[i])
-                               for x in (cols.tile_first[j], cols.tile_last[j])]).amax(0)
-        keep = corners >= floor.view(-1)[pair]
-        pair, i, j = pair[keep], i[keep], j[keep]
-        y, x = rows.tile_rows[i], cols.tile_rows[j]                          # (tiles, t), -1 past a tile's end
-        values = _bilinear(maps, pair.view(-1, 1, 1), y.clamp_min(0).unsqueeze(2), x.clamp_min(0).unsqueeze(1),
-                           rows, cols)
-        on = (values > thr.take(u.take(pair)).view(-1, 1, 1)) & (y >= 0).unsqueeze(2) & (x >= 0).unsqueeze(1)
-        k, gy, gx = on.nonzero(as_tuple=True)
-        owner = pair.take(k)
-        pixel = y.reshape(-1).take(k * y.shape[1] + gy) * sw + x.reshape(-1).take(k * x.shape[1] + gx)
-        yield b, u, (owner, pixel), torch.bincount(owner, minlength=len(b))
+            owner, start = (maps.flatten(1) > thr.repeat(n).view(-1, 1)).nonzero(as_tuple=True)   # compared in float64
+            length = torch.ones_like(start)
+        else:
+            pair, r, c = _hot_blocks(maps >= floor32.repeat(n).view(-1, 1, 1), rows, cols)
+            parts = [_block_runs(maps, thr.index_select(0, pair[k:k + block_step] % units), pair[k:k + block_step],
+                                 r[k:k + block_step], c[k:k + block_step], rows, cols, sw)
+                     for k in range(0, len(pair), block_step)] or [(pair, pair, pair)]
+            owner, start, length = (torch.cat(part) for part in zip(*parts))
+        area = torch.zeros(n * units, dtype=torch.long, device=device).index_add_(0, owner, length)
+        yield b, u, (owner, start, length), area
 
 
 def open_broden(root, cfg: dict, decoded=None) -> Broden:
