@@ -6,8 +6,9 @@
 Prints (1) end-to-end images/s of reglens.dissect.dissect (both passes, loading included) on a
 synthetic Broden; (2) the tally alone at Broden's scale (112-pixel masks, 1,199 labels, ~450 present
 per batch; a 512-unit 7x7 layer and a 64-unit 56x56 one) in units x images per second, for reglens and
-for a per-unit port of NetDissect-Lite's loop (reglens.dissect_lite), their ratio, the peak memory of
-one batch's tally, and the largest IoU difference; (3) the time to dissect ResNet-18's named layers on
+for a per-unit port of NetDissect-Lite's loop (reglens.dissect_lite), their ratio (also counting the
+batch's label runs, which reglens makes once for all layers), the peak memory of one batch's tally,
+and the largest IoU difference (each the best of several runs); (3) the time to dissect ResNet-18's named layers on
 all 63,305 Broden images, estimated from one batch per layer.
 """
 from __future__ import annotations
@@ -130,40 +131,51 @@ def broden_scale(args, device):
     for c, (low, high) in enumerate(((1, labels // 2), (labels // 2, labels - 60), (labels - 60, labels - 20),
                                      (labels - 20, labels))):
         lc[low:high, c] = 1
+    labels_batch = dissect.BatchLabels(planes.to(device).flatten(2), lc.to(device), True)
+    seconds_labels = best_of(lambda: dissect.BatchLabels(planes.to(device).flatten(2), lc.to(device), True), device)
     print(f"\ntally at Broden's scale: {n} images, masks {seg}x{seg}, {labels - 1} labels in the set, "
           f"{present} present in the batch, {torch.get_num_threads()} thread(s)")
+    print(f"label runs of the batch (made once, shared by every layer): {seconds_labels * 1000:.1f} ms")
     print(f"{'layer':<14}{'reglens units*img/s':>20}{'Lite loop units*img/s':>22}{'ratio':>8}"
-          f"{'peak MB':>9}{'max|dIoU|':>11}")
+          f"{'with labels':>12}{'peak MB':>9}{'max|dIoU|':>11}")
     for units, side, lite_units in ((512, 7, args.lite_units), (64, 56, min(64, args.lite_units))):
         feats = smooth_features(n, units, side, seed=units)
         thr = torch.quantile(feats.transpose(0, 1).flatten(1), 0.995, dim=1)
-        dev_feats, dev_thr, dev_planes, dev_lc = feats.to(device), thr.to(device), planes.to(device), lc.to(device)
+        dev_feats, dev_thr, dev_lc = feats.to(device), thr.to(device), lc.to(device)
 
         def ours(u=units):
             tally = dissect.ConceptTally(u, dev_lc, "lite", (seg, seg), device)
-            tally.update(dev_feats[:, :u], dev_thr[:u], dissect.BatchLabels(dev_planes.flatten(2), dev_lc, True))
+            tally.update(dev_feats[:, :u], dev_thr[:u], labels_batch)
             return tally
 
-        ours()
-        sync(device)
-        repeats = 3
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            tally = ours()
-        sync(device)
-        t_ours = (time.perf_counter() - t0) / repeats
+        t_ours = best_of(ours, device)
+        tally = ours()
         pix = [p[:3].numpy() for p in planes]
         scal = [[int(p[3, 0, 0])] if p[3, 0, 0] > 0 else [] for p in planes]
-        t0 = time.perf_counter()
+        t_lite = best_of(lambda: dissect_lite.tally(feats[:, :lite_units].numpy(), thr[:lite_units].numpy(), pix,
+                                                    scal, lc.numpy(), (seg, seg)), device, repeats=2)
         port = dissect_lite.tally(feats[:, :lite_units].numpy(), thr[:lite_units].numpy(), pix, scal, lc.numpy(),
                                   (seg, seg))
-        t_lite = time.perf_counter() - t0
         diff = np.abs(tally.iou(lite=True)[:lite_units].cpu().numpy() - port["iou"]).max()
         peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                 else peak_rss_mb(lambda: ours()))
         rate_ours, rate_lite = units * n / t_ours, lite_units * n / t_lite
+        rate_with = units * n / (t_ours + seconds_labels)
         print(f"{units}u@{side}x{side:<7}{rate_ours:>20.0f}{rate_lite:>22.0f}{rate_ours / rate_lite:>8.1f}"
-              f"{peak:>9.0f}{diff:>11.1e}")
+              f"{rate_with / rate_lite:>12.1f}{peak:>9.0f}{diff:>11.1e}")
+
+
+def best_of(fn, device, repeats: int = 5) -> float:
+    """The shortest of `repeats` timed runs after a warm-up (the least disturbed by other load)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)
 
 
 def resnet18_estimate(args, device):
@@ -178,20 +190,20 @@ def resnet18_estimate(args, device):
     planes = broden_like_batch(n, seg, labels).to(device)
     lc = torch.zeros(labels, 4, device=device)
     lc[1:, 0] = 1
-    total = 0.0
-    print(f"\nResNet-18 at input {args.input_size}, per layer: seconds per {n}-image batch (thresholds + tally)")
+    labels_batch = dissect.BatchLabels(planes.flatten(2), lc, False)
+    total = best_of(lambda: dissect.BatchLabels(planes.flatten(2), lc, False), device)
+    print(f"\nResNet-18 at input {args.input_size}, per {n}-image batch: label runs {total:.3f} s, then per layer "
+          f"(thresholds + tally)")
     for name, (units, h, w) in shapes.items():
         feats = smooth_features(n, units, h, seed=1).to(device)
         thr = torch.quantile(feats.transpose(0, 1).flatten(1).cpu(), 0.995, dim=1).to(device)
-        q = dissect.StreamingQuantile(units, 63305 * h * w, 0.005, device)
-        labels_batch = dissect.BatchLabels(planes.flatten(2), lc, False)
-        sync(device)
-        t0 = time.perf_counter()
-        q.update(feats.transpose(0, 1).flatten(1))
-        tally = dissect.ConceptTally(units, lc, "lite", (seg, seg), device)
-        tally.update(feats, thr, labels_batch)
-        sync(device)
-        seconds = time.perf_counter() - t0
+
+        def layer():
+            q = dissect.StreamingQuantile(units, 63305 * h * w, 0.005, device)
+            q.update(feats.transpose(0, 1).flatten(1))
+            dissect.ConceptTally(units, lc, "lite", (seg, seg), device).update(feats, thr, labels_batch)
+
+        seconds = best_of(layer, device, repeats=3)
         total += seconds
         print(f"  {name:<14}{units:>5} units {h}x{w:<4} {seconds:.3f} s")
     print(f"estimate for all 63,305 Broden images: {total * 63305 / n / 60:.1f} min "
