@@ -393,6 +393,17 @@ def test_activated_runs_are_exactly_the_dense_upsampled_masks(side, out, quantil
     assert tie.float().mean() < 0.01
 
 
+@pytest.mark.parametrize("source,out", [((1, 1), (9, 9)), ((1, 5), (8, 20)), ((6, 1), (12, 3)), ((2, 2), (112, 112))])
+def test_activated_runs_on_one_pixel_wide_and_tiny_maps(source, out):
+    """Maps one cell high or wide (a single segment, clamped on both sides) and non-square outputs."""
+    torch.manual_seed(0)
+    f = torch.randn(4, 3, *source)
+    thr = torch.quantile(f.transpose(0, 1).flatten(1), 0.5, dim=1)
+    dense = dissect.unit_masks(f, thr, out)
+    tie = ties(f, thr, out)
+    assert torch.equal(runs_as_masks(f, thr, out, chunk_bytes=5000) & ~tie, dense & ~tie) and dense.any()
+
+
 def test_activated_runs_on_plateaus_and_thresholds_equal_to_map_values():
     """Constant maps, plateaus, dead units (threshold 0 on zeros) and steps: every pixel not within
     rounding of the threshold as F.interpolate decides it; pixels exactly at a threshold of 0 are off."""
