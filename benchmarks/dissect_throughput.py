@@ -131,8 +131,8 @@ def broden_scale(args, device):
     for c, (low, high) in enumerate(((1, labels // 2), (labels // 2, labels - 60), (labels - 60, labels - 20),
                                      (labels - 20, labels))):
         lc[low:high, c] = 1
-    labels_batch = dissect.BatchLabels(planes.to(device).flatten(2), lc.to(device), True)
-    seconds_labels = best_of(lambda: dissect.BatchLabels(planes.to(device).flatten(2), lc.to(device), True), device)
+    seconds_labels, labels_batch = best_of(lambda: dissect.BatchLabels(planes.to(device).flatten(2), lc.to(device), True),
+                                           device)
     print(f"\ntally at Broden's scale: {n} images, masks {seg}x{seg}, {labels - 1} labels in the set, "
           f"{present} present in the batch, {torch.get_num_threads()} thread(s)")
     print(f"label runs of the batch (made once, shared by every layer): {seconds_labels * 1000:.1f} ms")
@@ -148,14 +148,11 @@ def broden_scale(args, device):
             tally.update(dev_feats[:, :u], dev_thr[:u], labels_batch)
             return tally
 
-        t_ours = best_of(ours, device)
-        tally = ours()
+        t_ours, tally = best_of(ours, device)
         pix = [p[:3].numpy() for p in planes]
         scal = [[int(p[3, 0, 0])] if p[3, 0, 0] > 0 else [] for p in planes]
-        t_lite = best_of(lambda: dissect_lite.tally(feats[:, :lite_units].numpy(), thr[:lite_units].numpy(), pix,
-                                                    scal, lc.numpy(), (seg, seg)), device, repeats=2)
-        port = dissect_lite.tally(feats[:, :lite_units].numpy(), thr[:lite_units].numpy(), pix, scal, lc.numpy(),
-                                  (seg, seg))
+        t_lite, port = best_of(lambda: dissect_lite.tally(feats[:, :lite_units].numpy(), thr[:lite_units].numpy(), pix,
+                                                          scal, lc.numpy(), (seg, seg)), device, repeats=2)
         diff = np.abs(tally.iou(lite=True)[:lite_units].cpu().numpy() - port["iou"]).max()
         peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                 else peak_rss_mb(lambda: ours()))
@@ -165,17 +162,18 @@ def broden_scale(args, device):
               f"{rate_with / rate_lite:>12.1f}{peak:>9.0f}{diff:>11.1e}")
 
 
-def best_of(fn, device, repeats: int = 5) -> float:
-    """The shortest of `repeats` timed runs after a warm-up (the least disturbed by other load)."""
+def best_of(fn, device, repeats: int = 5) -> tuple[float, object]:
+    """The shortest of `repeats` timed runs after a warm-up (the least disturbed by other load), and the
+    last run's result."""
     fn()
     times = []
     for _ in range(repeats):
         sync(device)
         t0 = time.perf_counter()
-        fn()
+        result = fn()
         sync(device)
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(times), result
 
 
 def resnet18_estimate(args, device):
@@ -190,8 +188,7 @@ def resnet18_estimate(args, device):
     planes = broden_like_batch(n, seg, labels).to(device)
     lc = torch.zeros(labels, 4, device=device)
     lc[1:, 0] = 1
-    labels_batch = dissect.BatchLabels(planes.flatten(2), lc, False)
-    total = best_of(lambda: dissect.BatchLabels(planes.flatten(2), lc, False), device)
+    total, labels_batch = best_of(lambda: dissect.BatchLabels(planes.flatten(2), lc, False), device)
     print(f"\nResNet-18 at input {args.input_size}, per {n}-image batch: label runs {total:.3f} s, then per layer "
           f"(thresholds + tally)")
     for name, (units, h, w) in shapes.items():
@@ -203,7 +200,7 @@ def resnet18_estimate(args, device):
             q.update(feats.transpose(0, 1).flatten(1))
             dissect.ConceptTally(units, lc, "lite", (seg, seg), device).update(feats, thr, labels_batch)
 
-        seconds = best_of(layer, device, repeats=3)
+        seconds, _ = best_of(layer, device, repeats=3)
         total += seconds
         print(f"  {name:<14}{units:>5} units {h}x{w:<4} {seconds:.3f} s")
     print(f"estimate for all 63,305 Broden images: {total * 63305 / n / 60:.1f} min "
