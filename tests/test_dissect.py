@@ -154,9 +154,10 @@ def test_streaming_quantile_is_numpys_percentile(batch):
         assert q.top.shape[1] <= quantile * values.shape[1] + 2  # bounded memory
 
 
+@pytest.mark.parametrize("engine", ["numba", "torch"])
 @pytest.mark.parametrize("union", ["lite", "original"])
 @pytest.mark.parametrize("quantile", [0.005, 0.2])
-def test_batched_tally_equals_the_per_unit_numpy_definition(small, union, quantile):
+def test_batched_tally_equals_the_per_unit_numpy_definition(small, union, quantile, engine):
     root, _ = small
     b = broden_io.Broden(root)
     planes = stacked_planes(b)
@@ -171,10 +172,12 @@ def test_batched_tally_equals_the_per_unit_numpy_definition(small, union, quanti
     q = dissect.StreamingQuantile(6, len(b) * 16, quantile, "cpu")
     q.update(torch.from_numpy(features).transpose(0, 1).flatten(1))
     # a small chunk so that one batch's unit-image pairs span several chunks
-    tally = dissect.ConceptTally(6, torch.from_numpy(lc), union, b.seg_shape, "cpu", chunk_bytes=4 * 256 * 7)
+    tally = dissect.ConceptTally(6, torch.from_numpy(lc), union, b.seg_shape, "cpu", chunk_bytes=4 * 256 * 7,
+                                 engine=engine)
     thr = q.thresholds()
     for start in range(0, len(b), 5):
-        labels = dissect.BatchLabels(torch.from_numpy(planes[start:start + 5]).flatten(2), torch.from_numpy(lc), False)
+        labels = dissect.BatchLabels(torch.from_numpy(planes[start:start + 5]).flatten(2), torch.from_numpy(lc), False,
+                                     engine)
         tally.update(torch.from_numpy(features[start:start + 5]), thr, labels)
     np.testing.assert_allclose(q.thresholds().numpy(), thresholds, rtol=1e-5)
     np.testing.assert_allclose(tally.iou().numpy(), expected, rtol=1e-9, atol=1e-12)
@@ -424,9 +427,11 @@ def test_activated_runs_on_plateaus_and_thresholds_equal_to_map_values():
     assert at_own_value > 0                                          # the constant map at its own value is a tie
 
 
-def test_tally_of_runs_equals_counting_pixels_on_broden_like_planes():
-    """ConceptTally (activated runs intersected with label runs; image-level planes by image) against
-    counting the dense masks' pixels per label directly, per plane (Lite) and once per pixel (reglens)."""
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_tally_equals_counting_pixels_on_broden_like_planes(engine):
+    """ConceptTally (numba: pixels near hot cells; torch: activated runs intersected with label runs;
+    both: image-level planes by image) against counting the dense masks' pixels per label directly,
+    per plane (Lite) and once per pixel (reglens)."""
     torch.manual_seed(0)
     images, labels, seg = 6, 40, 24
     g = torch.Generator().manual_seed(1)
@@ -443,8 +448,8 @@ def test_tally_of_runs_equals_counting_pixels_on_broden_like_planes():
     masks = dissect.unit_masks(f, thr, (seg, seg))                   # (images, units, P)
     flat = planes.flatten(2)
     for per_plane in (True, False):
-        batch = dissect.BatchLabels(flat, lc, per_plane)
-        tally = dissect.ConceptTally(5, lc, "lite", (seg, seg), "cpu", chunk_bytes=3000)
+        batch = dissect.BatchLabels(flat, lc, per_plane, engine)
+        tally = dissect.ConceptTally(5, lc, "lite", (seg, seg), "cpu", chunk_bytes=3000, engine=engine)
         tally.update(f, thr, batch)
         both = torch.zeros(5, labels, dtype=torch.long)
         for k in range(1, labels):
@@ -452,6 +457,85 @@ def test_tally_of_runs_equals_counting_pixels_on_broden_like_planes():
             both[:, k] = (masks.long() * on.unsqueeze(1)).sum((0, 2))
         assert torch.equal(tally.both.view(5, labels)[:, 1:], both[:, 1:])
         assert torch.equal(batch.area[1:], torch.stack([(batch.planes == k).sum() for k in range(labels)])[1:])
+
+
+def label_planes(images, labels, seg, seed):
+    """Blocky object/part planes (a label repeated across them at some pixels), an image-level plane
+    on every other image, and one image with no labels at all."""
+    g = torch.Generator().manual_seed(seed)
+    blocks = torch.randint(0, labels - 5, (images, 2, 5, 5), generator=g)
+    blocks[torch.rand(blocks.shape, generator=g) < 0.3] = 0
+    planes = F.interpolate(blocks.float(), size=seg, mode="nearest").long()
+    planes[:, 1, :2] = planes[:, 0, :2]
+    planes[0] = 0
+    scene = torch.randint(labels - 5, labels, (images,), generator=g) * (torch.arange(images) % 2 == 1)
+    return torch.cat([planes, scene.view(-1, 1, 1, 1).expand(-1, 1, *seg)], 1).flatten(2)
+
+
+@pytest.mark.parametrize("per_plane", [True, False])
+def test_batch_labels_agree_between_numba_and_torch(per_plane):
+    labels = 30
+    lc = torch.zeros(labels, 3)
+    lc[1:10, 0], lc[10:labels - 5, 1], lc[labels - 5:, 2] = 1, 1, 1
+    planes = label_planes(7, labels, (12, 10), seed=3)
+    repeated = planes[3, 0][planes[3, 0] > 0][0]
+    planes[3, 1] = repeated                 # one label over the part plane, also at some object pixels
+    kept = planes.clone()
+    a, b = (dissect.BatchLabels(planes, lc, per_plane, engine) for engine in ("numba", "torch"))
+    for field in ("planes", "area", "category_present", "varies", "uniform"):
+        assert torch.equal(getattr(a, field).long(), getattr(b, field).long()), field
+    assert torch.equal(planes, kept)                                     # the caller's planes untouched
+    assert not bool(a.varies[0].any()) and not bool(a.varies[:, 2].any())
+    # counted per plane, the part plane is one label; counted once per pixel, it varies (cleared where repeated)
+    assert bool(a.varies[3, 1]) != per_plane and int(a.uniform[3, 1]) == (int(repeated) if per_plane else 0)
+    assert torch.equal(a.uniform[:, 2], planes[:, 2, 0])
+
+
+CASES = [((7, 7), (112, 112), torch.float32), ((16, 16), (16, 16), torch.float64), ((20, 20), (40, 40), torch.float32),
+         ((5, 5), (13, 13), torch.float64), ((20, 20), (8, 8), torch.float32), ((3, 3), (17, 17), torch.bfloat16),
+         ((7, 7), (57, 57), torch.float64), ((1, 5), (8, 20), torch.float32), ((6, 1), (12, 3), torch.float64),
+         ((2, 2), (40, 40), torch.float32)]
+
+
+@pytest.mark.parametrize("source,out,dtype", CASES)
+def test_numba_and_torch_tallies_agree_exactly(source, out, dtype):
+    """The compiled CPU loop (every pixel near a hot cell evaluated) and the run-based torch tally:
+    identical integer counts, ties included (both decide them by the same float64 expression), on
+    smooth maps at three quantiles, plateaus, constant maps at their own value and dead units."""
+    torch.manual_seed(sum(source) + sum(out))
+    labels = 30
+    lc = torch.zeros(labels, 3)
+    lc[1:10, 0], lc[10:labels - 5, 1], lc[labels - 5:, 2] = 1, 1, 1
+    planes = label_planes(6, labels, out, seed=sum(out))
+    smooth = F.avg_pool2d(torch.randn(6, 4, source[0] + 2, source[1] + 2), 3, stride=1)
+    flat = torch.zeros(6, 4, *source)
+    flat[:, 0] = 0.3                                                     # constant, threshold at its value
+    flat[:, 1, : max(1, source[0] // 2)] = 0.3                           # a plateau
+    flat[:, 2] = torch.arange(source[1], dtype=torch.float32) * 0.1      # a ramp (threshold on a cell)
+    f = torch.cat([smooth, flat], 1).to(dtype)
+    for quantile in (0.5, 0.9, 0.995):
+        thr = torch.quantile(smooth.transpose(0, 1).flatten(1).double(), quantile, dim=1)
+        thr = torch.cat([thr, torch.tensor([0.3, 0.3, 0.1, 0.0], dtype=torch.float64)])  # last: dead unit
+        for union in ("lite", "original"):
+            for per_plane in (True, False):
+                got = {}
+                for engine in ("numba", "torch"):
+                    tally = dissect.ConceptTally(8, lc, union, out, "cpu", chunk_bytes=20_000, engine=engine)
+                    tally.update(f, thr, dissect.BatchLabels(planes, lc, per_plane, engine))
+                    got[engine] = tally
+                a, b = got["numba"], got["torch"]
+                assert torch.equal(a.both.view(8, labels)[:, 1:], b.both.view(8, labels)[:, 1:])
+                assert torch.equal(a.unit_in_category, b.unit_in_category)
+                assert torch.equal(a.label_area, b.label_area)
+                assert int(a.unit_in_category[7].sum()) == 0                    # zeros at threshold 0: off
+
+
+def test_tally_engine_is_checked():
+    lc = torch.zeros(4, 1)
+    with pytest.raises(ValueError, match=r"tally engine 'fast' on cpu: valid are 'auto', 'torch'"):
+        dissect.ConceptTally(2, lc, "lite", (4, 4), "cpu", engine="fast")
+    with pytest.raises(ValueError, match=r"tally engine 'numba' on meta"):
+        dissect.BatchLabels(torch.zeros(1, 1, 4, dtype=torch.long, device="meta"), lc.to("meta"), True, "numba")
 
 
 def test_decoded_broden_serves_the_same_images_planes_and_dissection(tmp_path):

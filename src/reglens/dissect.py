@@ -10,10 +10,11 @@ or over every image where the category is present ("original", NetDissect's firs
 counts in its primary category. A unit detects its best concept when that IoU exceeds 0.04.
 
 `conventions` picks between reglens' choices and NetDissect-Lite's where they differ (CONVENTIONS;
-docs/dissect.md lists each difference and its measured effect). The tally works on runs: each
-unit's activated stretches of mask rows (found from where the bilinear map crosses the threshold,
-activated_runs) intersected with the runs of each label plane, so its cost grows with the runs, not
-with pixels x labels.
+docs/dissect.md lists each difference and its measured effect). The tally never forms pixels x
+labels; two engines give identical counts: on the CPU a compiled loop (reglens.dissect_cpu) that
+evaluates only the pixels near each map's hot cells, elsewhere batched torch ops on runs, each unit's
+activated stretches of mask rows (found from where the bilinear map crosses the threshold,
+activated_runs) intersected with the runs of each label plane.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from reglens import dissect_cpu
 from reglens.data.broden import Broden, BrodenImages
 
 DISSECT_DEFAULTS = {
@@ -48,6 +50,7 @@ BRODEN_DEFAULTS = {
     "synthetic": {"images": 300, "seg_size": 32, "scale": 2, "seed": 0},
 }
 UNION_MODES = ("lite", "original")
+TALLY_ENGINES = ("numba", "torch")   # the compiled CPU loop (reglens.dissect_cpu) or the run-based torch tally
 # Where reglens departs from NetDissect-Lite, and `conventions: lite` to follow Lite instead
 CONVENTIONS = {
     "reglens": {"drop_unlabelled": False, "per_plane": False, "detector_at_threshold": False, "ties": "first",
@@ -127,41 +130,65 @@ class StreamingQuantile:
         return low + self.frac * (high - low)
 
 
+def _engine(engine: str, device: torch.device) -> str:
+    """The tally engine for `engine` (auto | numba | torch) on `device`: auto takes numba on the CPU."""
+    if engine == "auto":
+        return "numba" if device.type == "cpu" and dissect_cpu.available() else "torch"
+    if engine not in TALLY_ENGINES or (engine == "numba" and (device.type != "cpu" or not dissect_cpu.available())):
+        raise ValueError(f"tally engine {engine!r} on {device}: valid are 'auto', 'torch' and, on the CPU "
+                         f"with numba installed, 'numba'")
+    return engine
+
+
 class BatchLabels:
     """A batch's label planes, prepared once and shared by every layer's tally: (B, planes, P) label
     numbers (0 = none), a repeated label at a pixel cleared unless counted per plane, the label areas,
-    which categories each image holds, and each plane as runs: maximal stretches of consecutive pixels
-    of an image (in flat pixel order) with one label."""
+    which categories each image holds, each plane's single label on images where it holds one
+    (`uniform`, 0 elsewhere; `varies` where not), and, for the torch tally, each plane as runs:
+    maximal stretches of consecutive pixels of an image (in flat pixel order) with one label."""
 
-    def __init__(self, planes: torch.Tensor, label_category: torch.Tensor, per_plane: bool):
+    def __init__(self, planes: torch.Tensor, label_category: torch.Tensor, per_plane: bool, engine: str = "auto"):
+        labels, categories = label_category.shape
+        self.category_of = torch.where(label_category.sum(1) > 0, label_category.argmax(1), -1)
+        batch, count, self.pixels = planes.shape
+        self.images = batch
+        if _engine(engine, planes.device) == "numba":
+            self.planes, self.area, self.category_present, self.varies, self.uniform = dissect_cpu.label_stats(
+                planes, self.category_of, categories, per_plane)
+            return
         planes = planes.long()
         if not per_plane:  # a pixel counts once per label, however many planes carry it
             planes = planes.clone()  # cleared in place below; never the caller's tensor
-            for k in range(1, planes.shape[1]):
-                repeated = (planes[:, :k] == planes[:, k:k + 1]).any(1)
-                planes[:, k] = torch.where(repeated, 0, planes[:, k])
+            for k in range(1, count):
+                repeated = planes[:, 0] == planes[:, k]
+                for j in range(1, k):
+                    repeated |= planes[:, j] == planes[:, k]
+                planes[:, k].masked_fill_(repeated, 0)
         self.planes = planes
-        self.pixels = planes.shape[2]
-        labels, categories = label_category.shape
-        self.category_of = torch.where(label_category.sum(1) > 0, label_category.argmax(1), -1)
-        batch, count, pixels = planes.shape
-        self.images = batch
-        self.area = torch.zeros(labels, dtype=torch.long, device=planes.device)
-        present = torch.zeros(batch * (categories + 1), dtype=torch.bool, device=planes.device)
-        self.runs = []                                       # per plane: start, end, label, run of each pixel
+        per_image = torch.bincount((torch.arange(batch, device=planes.device).view(-1, 1, 1) * labels
+                                    + planes).view(-1), minlength=batch * labels).view(batch, labels)
+        per_image[:, 0] = 0
+        self.area = per_image.sum(0)
+        present = torch.zeros((batch, categories + 1), device=planes.device)
+        present.index_add_(1, self.category_of + 1, (per_image > 0).float())
+        self.category_present = present[:, 1:] > 0
+        self.varies = (planes != planes[:, :, :1]).any(2)                   # (B, planes)
+        self.uniform = torch.where(self.varies, 0, planes[:, :, 0])
+
+    @functools.cached_property
+    def runs(self) -> list[tuple[torch.Tensor, ...]]:
+        """Per plane: start, end and label of each run, and the run of each pixel."""
+        batch, count, pixels = self.planes.shape
+        runs = []
         for k in range(count):
-            plane = planes[:, k]
-            change = torch.ones((batch, pixels), dtype=torch.bool, device=planes.device)   # a run starts each image
+            plane = self.planes[:, k].long()
+            change = torch.ones((batch, pixels), dtype=torch.bool, device=plane.device)   # a run starts each image
             change[:, 1:] = plane[:, 1:] != plane[:, :-1]
             change = change.flatten()
             start = change.nonzero().squeeze(1)
             end = torch.cat([start[1:], start.new_tensor([len(change)])])
-            label = plane.reshape(-1).index_select(0, start)
-            self.runs.append((start, end, label, torch.cumsum(change, 0) - 1))
-            self.area.index_add_(0, label, end - start)
-            present[(start // pixels) * (categories + 1) + self.category_of.index_select(0, label) + 1] = True
-        self.area[0] = 0
-        self.category_present = present.view(batch, categories + 1)[:, 1:]
+            runs.append((start, end, plane.reshape(-1).index_select(0, start), torch.cumsum(change, 0) - 1))
+        return runs
 
 
 def _expand(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,12 +200,14 @@ def _expand(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class ConceptTally:
     """Sums over images of unit-label intersections, unit areas per category, and label areas, as
-    integer counts. Cost grows with the runs of activated pixels, not pixels x labels: each run (a
-    unit's activated stretch of a mask row, from activated_runs) is intersected with the label runs it
-    overlaps, and the overlaps are added at their unit x label index."""
+    integer counts. engine numba (CPU): reglens.dissect_cpu's loop; torch: each run (a unit's
+    activated stretch of a mask row, from activated_runs) is intersected with the label runs it
+    overlaps, and the overlaps are added at their unit x label index. Counts at label 0 (no label),
+    in both[:, 0], differ between engines; iou ignores them."""
 
     def __init__(self, units: int, label_category: torch.Tensor, union: str, seg_shape, device,
-                 chunk_bytes: int = 64 << 20):
+                 chunk_bytes: int = 64 << 20, engine: str = "auto"):
+        self.engine = _engine(engine, torch.device(device))
         self.label_category = label_category.to(device)       # (labels, categories) one-hot
         labels, categories = label_category.shape
         self.units, self.labels, self.categories = units, labels, categories
@@ -190,6 +219,12 @@ class ConceptTally:
     def update(self, features: torch.Tensor, thresholds: torch.Tensor, labels: BatchLabels) -> None:
         """features: (B, units, h, w) activations; thresholds: (units,)."""
         self.label_area += labels.area
+        if self.engine == "numba":
+            h, w = features.shape[2:]
+            rows, cols = _axis(self.seg_shape[0], h, features.device, w), _axis(self.seg_shape[1], w, features.device, 1)
+            dissect_cpu.tally(features, thresholds, rows, cols, labels, self.union == "lite",
+                              self.both.view(self.units, self.labels), self.unit_in_category)
+            return
         for pair_image, pair_unit, (owner, start, length), area in activated_runs(
                 features, thresholds, self.seg_shape, self.chunk_bytes):
             begin = pair_image.index_select(0, owner) * labels.pixels + start              # batch flat pixel
@@ -462,7 +497,7 @@ def dissect(model, broden: Broden, cfg: dict | None = None, device: str | torch.
         labels = BatchLabels(planes.flatten(2), label_category, rules["per_plane"])
         for name, f in feats.items():
             tallies[name].update(f, thresholds[name], labels)
-    return {"settings": cfg, "layers": layers,
+    return {"settings": cfg, "layers": layers, "engine": _engine("auto", device),
             "thresholds": {n: t.cpu() for n, t in thresholds.items()},
             "iou": {n: t.iou(rules["lite_iou"]).cpu() for n, t in tallies.items()},
             "top_images": {n: ids.cpu() for n, (_, ids) in top_images.items()},

@@ -25,7 +25,7 @@ def run_dissect(model_path, broden_root, out_dir, cfg: dict | None = None, devic
     summary["broden"] = {"root": str(broden_root), "decoded": str(decoded) if decoded else None,
                          "images": len(broden), "labels": broden.num_labels - 1,
                          "conventions": dissect.CONVENTIONS[cfg["conventions"]],
-                         "seg_shape": list(broden.seg_shape)}
+                         "seg_shape": list(broden.seg_shape), "tally_engine": result["engine"]}
     summary["provenance"] = provenance(dev)
     torch_save(dissect.figure_data(model, broden, result, units, dev), out_dir / "top.pt")
     write_csv(out_dir / "units.csv", units)
