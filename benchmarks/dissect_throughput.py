@@ -5,9 +5,10 @@
 
 Prints (1) end-to-end images/s of reglens.dissect.dissect (both passes, loading included) on a
 synthetic Broden; (2) the tally alone at Broden's scale (112-pixel masks, 1,199 labels, ~450 present
-per batch; a 512-unit 7x7 layer and a 64-unit 56x56 one) in units x images per second, for reglens and
-for a per-unit port of NetDissect-Lite's loop (reglens.dissect_lite), their ratio (also counting the
-batch's label runs, which reglens makes once for all layers), the peak memory of one batch's tally,
+per batch; a 512-unit 7x7 layer and a 64-unit 56x56 one) in units x images per second, for reglens (each
+tally engine the device has: numba and torch on the CPU) and for a per-unit port of NetDissect-Lite's
+loop (reglens.dissect_lite), their ratio (also counting the batch's label data, which reglens makes
+once for all layers), the peak memory of one batch's tally,
 and the largest IoU difference (each the best of several runs); (3) the time to dissect ResNet-18's named layers on
 all 63,305 Broden images, estimated from one batch per layer.
 """
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reglens import dissect, models
+from reglens import dissect, dissect_cpu, models
 from reglens.data.broden import Broden, BrodenImages
 from reglens.data.synthetic_broden import write_broden
 from reglens.device import resolve_device
@@ -119,9 +120,22 @@ def peak_rss_mb(fn) -> tuple[float, object]:
     return rise
 
 
+def batch_labels(planes, lc, per_plane: bool, engine: str):
+    """The batch's label data as the engine's tally reads it (the torch tally's runs built now)."""
+    labels = dissect.BatchLabels(planes, lc, per_plane, engine)
+    if engine == "torch":
+        labels.runs
+    return labels
+
+
+def engines(device) -> list[str]:
+    return ["numba", "torch"] if device.type == "cpu" and dissect_cpu.available() else ["torch"]
+
+
 def broden_scale(args, device):
-    """The tally alone at Broden's scale: reglens' tally against the per-unit Lite loop (a port of
-    NetDissect-Lite's tally_job, reglens.dissect_lite) on the same features, thresholds and planes."""
+    """The tally alone at Broden's scale: reglens' tally (each engine on this device) against the
+    per-unit Lite loop (a port of NetDissect-Lite's tally_job, reglens.dissect_lite) on the same
+    features, thresholds and planes."""
     from reglens import dissect_lite
 
     labels, seg, n = 1200, 112, args.batch_size
@@ -131,35 +145,41 @@ def broden_scale(args, device):
     for c, (low, high) in enumerate(((1, labels // 2), (labels // 2, labels - 60), (labels - 60, labels - 20),
                                      (labels - 20, labels))):
         lc[low:high, c] = 1
-    seconds_labels, labels_batch = best_of(lambda: dissect.BatchLabels(planes.to(device).flatten(2), lc.to(device), True),
-                                           device)
+    prepared = {engine: best_of(lambda e=engine: batch_labels(planes.to(device).flatten(2), lc.to(device), True, e),
+                                device) for engine in engines(device)}
     print(f"\ntally at Broden's scale: {n} images, masks {seg}x{seg}, {labels - 1} labels in the set, "
           f"{present} present in the batch, {torch.get_num_threads()} thread(s)")
-    print(f"label runs of the batch (made once, shared by every layer): {seconds_labels * 1000:.1f} ms")
-    print(f"{'layer':<14}{'reglens units*img/s':>20}{'Lite loop units*img/s':>22}{'ratio':>8}"
+    for engine, (seconds, _) in prepared.items():
+        print(f"batch labels for the {engine} tally (made once, shared by every layer): {seconds * 1000:.1f} ms")
+    print(f"{'layer':<14}{'engine':>7}{'reglens units*img/s':>20}{'Lite loop units*img/s':>22}{'ratio':>8}"
           f"{'with labels':>12}{'peak MB':>9}{'max|dIoU|':>11}")
     for units, side, lite_units in ((512, 7, args.lite_units), (64, 56, min(64, args.lite_units))):
         feats = smooth_features(n, units, side, seed=units)
         thr = torch.quantile(feats.transpose(0, 1).flatten(1), 0.995, dim=1)
         dev_feats, dev_thr, dev_lc = feats.to(device), thr.to(device), lc.to(device)
-
-        def ours(u=units):
-            tally = dissect.ConceptTally(u, dev_lc, "lite", (seg, seg), device)
-            tally.update(dev_feats[:, :u], dev_thr[:u], labels_batch)
-            return tally
-
-        t_ours, tally = best_of(ours, device)
         pix = [p[:3].numpy() for p in planes]
         scal = [[int(p[3, 0, 0])] if p[3, 0, 0] > 0 else [] for p in planes]
         t_lite, port = best_of(lambda: dissect_lite.tally(feats[:, :lite_units].numpy(), thr[:lite_units].numpy(), pix,
                                                           scal, lc.numpy(), (seg, seg)), device, repeats=2)
-        diff = np.abs(tally.iou(lite=True)[:lite_units].cpu().numpy() - port["iou"]).max()
-        peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-                else peak_rss_mb(lambda: ours()))
-        rate_ours, rate_lite = units * n / t_ours, lite_units * n / t_lite
-        rate_with = units * n / (t_ours + seconds_labels)
-        print(f"{units}u@{side}x{side:<7}{rate_ours:>20.0f}{rate_lite:>22.0f}{rate_ours / rate_lite:>8.1f}"
-              f"{rate_with / rate_lite:>12.1f}{peak:>9.0f}{diff:>11.1e}")
+        rate_lite = lite_units * n / t_lite
+        for engine, (seconds_labels, labels_batch) in prepared.items():
+
+            def ours(u=units, e=engine, lb=labels_batch):
+                tally = dissect.ConceptTally(u, dev_lc, "lite", (seg, seg), device, engine=e)
+                tally.update(dev_feats[:, :u], dev_thr[:u], lb)
+                return tally
+
+            t_ours, tally = best_of(ours, device)
+            diff = np.abs(tally.iou(lite=True)[:lite_units].cpu().numpy() - port["iou"]).max()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+                ours()
+                peak = torch.cuda.max_memory_allocated(device) / 2**20
+            else:
+                peak = peak_rss_mb(lambda: ours())
+            rate_ours, rate_with = units * n / t_ours, units * n / (t_ours + seconds_labels)
+            print(f"{units}u@{side}x{side:<7}{engine:>7}{rate_ours:>20.0f}{rate_lite:>22.0f}{rate_ours / rate_lite:>8.1f}"
+                  f"{rate_with / rate_lite:>12.1f}{peak:>9.0f}{diff:>11.1e}")
 
 
 def best_of(fn, device, repeats: int = 5) -> tuple[float, object]:
@@ -188,9 +208,10 @@ def resnet18_estimate(args, device):
     planes = broden_like_batch(n, seg, labels).to(device)
     lc = torch.zeros(labels, 4, device=device)
     lc[1:, 0] = 1
-    total, labels_batch = best_of(lambda: dissect.BatchLabels(planes.flatten(2), lc, False), device)
-    print(f"\nResNet-18 at input {args.input_size}, per {n}-image batch: label runs {total:.3f} s, then per layer "
-          f"(thresholds + tally)")
+    engine = engines(device)[0]
+    total, labels_batch = best_of(lambda: batch_labels(planes.flatten(2), lc, False, engine), device)
+    print(f"\nResNet-18 at input {args.input_size}, {engine} tally, per {n}-image batch: batch labels {total:.3f} s, "
+          f"then per layer (thresholds + tally)")
     for name, (units, h, w) in shapes.items():
         feats = smooth_features(n, units, h, seed=1).to(device)
         thr = torch.quantile(feats.transpose(0, 1).flatten(1).cpu(), 0.995, dim=1).to(device)
@@ -198,7 +219,7 @@ def resnet18_estimate(args, device):
         def layer():
             q = dissect.StreamingQuantile(units, 63305 * h * w, 0.005, device)
             q.update(feats.transpose(0, 1).flatten(1))
-            dissect.ConceptTally(units, lc, "lite", (seg, seg), device).update(feats, thr, labels_batch)
+            dissect.ConceptTally(units, lc, "lite", (seg, seg), device, engine=engine).update(feats, thr, labels_batch)
 
         seconds, _ = best_of(layer, device, repeats=3)
         total += seconds
