@@ -530,8 +530,14 @@ def test_numba_and_torch_tallies_agree_exactly(source, out, dtype):
                 assert int(a.unit_in_category[7].sum()) == 0                    # zeros at threshold 0: off
 
 
-def test_tally_engine_is_checked():
+def test_tally_engine_is_checked(monkeypatch):
     lc = torch.zeros(4, 1)
+    assert dissect.ConceptTally(2, lc, "lite", (4, 4), "cpu").engine == "numba"
+    monkeypatch.setattr(dissect.dissect_cpu, "available", lambda: False)    # numba missing: torch serves
+    assert dissect.ConceptTally(2, lc, "lite", (4, 4), "cpu").engine == "torch"
+    with pytest.raises(ValueError, match=r"on the CPU with numba installed"):
+        dissect.ConceptTally(2, lc, "lite", (4, 4), "cpu", engine="numba")
+    monkeypatch.undo()
     with pytest.raises(ValueError, match=r"tally engine 'fast' on cpu: valid are 'auto', 'torch'"):
         dissect.ConceptTally(2, lc, "lite", (4, 4), "cpu", engine="fast")
     with pytest.raises(ValueError, match=r"tally engine 'numba' on meta"):

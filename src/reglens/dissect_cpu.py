@@ -12,7 +12,6 @@ One thread; compiled on first use and cached beside this file (numba's `cache=Tr
 from __future__ import annotations
 
 import functools
-import importlib.util
 
 import numpy as np
 import torch
@@ -22,8 +21,12 @@ _kernels = {}
 
 @functools.cache
 def available() -> bool:
-    """Whether numba is installed (without it, the torch tally serves: same counts, slower)."""
-    return importlib.util.find_spec("numba") is not None
+    """Whether numba imports (without it, the torch tally serves: same counts, slower)."""
+    try:
+        import numba  # noqa: F401  (imported only when a tally is made: it takes a moment)
+    except ImportError:
+        return False
+    return True
 
 
 def _compiled(fn):
