@@ -83,7 +83,7 @@ def broden_like_batch(images: int, seg: int, labels: int, seed: int = 0):
     image (a constant plane, as reglens stores it)."""
     g = torch.Generator().manual_seed(seed)
     planes = []
-    for grid, palette, low, high in ((6, 6, 1, labels // 2), (10, 5, labels // 2, labels - 60),
+    for grid, palette, low, high in ((6, 9, 1, labels // 2), (10, 7, labels // 2, labels - 60),
                                      (14, 3, labels - 60, labels - 20)):
         choices = torch.randint(low, high, (images, palette), generator=g)
         pick = torch.randint(0, palette, (images, grid * grid), generator=g)
