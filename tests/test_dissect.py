@@ -472,11 +472,17 @@ def label_planes(images, labels, seg, seed):
     return torch.cat([planes, scene.view(-1, 1, 1, 1).expand(-1, 1, *seg)], 1).flatten(2)
 
 
+def three_categories(labels):
+    """(labels, 3) one-hot: 1-9 objects, then parts, the last five image-level (scene) labels."""
+    lc = torch.zeros(labels, 3)
+    lc[1:10, 0], lc[10:labels - 5, 1], lc[labels - 5:, 2] = 1, 1, 1
+    return lc
+
+
 @pytest.mark.parametrize("per_plane", [True, False])
 def test_batch_labels_agree_between_numba_and_torch(per_plane):
     labels = 30
-    lc = torch.zeros(labels, 3)
-    lc[1:10, 0], lc[10:labels - 5, 1], lc[labels - 5:, 2] = 1, 1, 1
+    lc = three_categories(labels)
     planes = label_planes(7, labels, (12, 10), seed=3)
     repeated = planes[3, 0][planes[3, 0] > 0][0]
     planes[3, 1] = repeated                 # one label over the part plane, also at some object pixels
@@ -504,8 +510,7 @@ def test_numba_and_torch_tallies_agree_exactly(source, out, dtype):
     smooth maps at three quantiles, plateaus, constant maps at their own value and dead units."""
     torch.manual_seed(sum(source) + sum(out))
     labels = 30
-    lc = torch.zeros(labels, 3)
-    lc[1:10, 0], lc[10:labels - 5, 1], lc[labels - 5:, 2] = 1, 1, 1
+    lc = three_categories(labels)
     planes = label_planes(6, labels, out, seed=sum(out))
     smooth = F.avg_pool2d(torch.randn(6, 4, source[0] + 2, source[1] + 2), 3, stride=1)
     flat = torch.zeros(6, 4, *source)

@@ -172,8 +172,16 @@ class BatchLabels:
         present = torch.zeros((batch, categories + 1), device=planes.device)
         present.index_add_(1, self.category_of + 1, (per_image > 0).float())
         self.category_present = present[:, 1:] > 0
-        self.varies = (planes != planes[:, :, :1]).any(2)                   # (B, planes)
-        self.uniform = torch.where(self.varies, 0, planes[:, :, 0])
+
+    @functools.cached_property
+    def varies(self) -> torch.Tensor:
+        """(B, planes): whether the plane holds more than one label over the image."""
+        return (self.planes != self.planes[:, :, :1]).any(2)
+
+    @functools.cached_property
+    def uniform(self) -> torch.Tensor:
+        """(B, planes): the plane's one label over the image, 0 where it varies."""
+        return torch.where(self.varies, 0, self.planes[:, :, 0].long())
 
     @functools.cached_property
     def runs(self) -> list[tuple[torch.Tensor, ...]]:
@@ -221,8 +229,9 @@ class ConceptTally:
         self.label_area += labels.area
         if self.engine == "numba":
             h, w = features.shape[2:]
-            rows, cols = _axis(self.seg_shape[0], h, features.device, w), _axis(self.seg_shape[1], w, features.device, 1)
-            dissect_cpu.tally(features, thresholds, rows, cols, labels, self.union == "lite",
+            rows = _axis(self.seg_shape[0], h, features.device, w)
+            cols = _axis(self.seg_shape[1], w, features.device, 1)
+            dissect_cpu.tally(features, thresholds, hot_floor(thresholds), rows, cols, labels, self.union == "lite",
                               self.both.view(self.units, self.labels), self.unit_in_category)
             return
         for pair_image, pair_unit, (owner, start, length), area in activated_runs(
@@ -302,6 +311,13 @@ def _axis(out: int, size: int, device: torch.device, size_after: int) -> _Axis:
 FLAT = 1e-7      # a row segment whose two ends differ by less than this (relative) is decided as a whole
 BAND = 1e-6      # pixels whose weight is this close to the crossing are evaluated one by one
 TIE = 1e-12      # a flat segment this close (relative) to the threshold is evaluated pixel by pixel
+
+
+def hot_floor(thresholds: torch.Tensor) -> torch.Tensor:
+    """Per unit, in float64, a value below which no source cell can lift a bilinear pixel above the
+    threshold, rounding included: the cells at or above it are the hot cells both engines start from."""
+    thr = thresholds.double()
+    return thr - thr.abs() * 1e-9 - 1e-300
 
 
 def _bilinear(maps, pair, y, x, rows: _Axis, cols: _Axis):
@@ -417,7 +433,7 @@ def activated_runs(features: torch.Tensor, thresholds: torch.Tensor, shape, chun
     device = features.device
     rows, cols = _axis(sh, h, device, w), _axis(sw, w, device, 1)
     thr = thresholds.double()
-    floor = thr - thr.abs() * 1e-9 - 1e-300                                  # hot cells: a superset under rounding
+    floor = hot_floor(thr)
     floor32 = torch.nextafter(floor.float(), torch.tensor(-math.inf, device=device))
     step = max(1, chunk_bytes // (units * (3 * h * w + 3 * len(rows.first) * len(cols.first)) + 1))
     block_step = max(1, chunk_bytes // (256 * int((rows.end - rows.first).max())))   # ~256 bytes per row item

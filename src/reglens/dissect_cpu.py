@@ -80,7 +80,7 @@ def label_stats(planes: torch.Tensor, category_of: torch.Tensor, categories: int
     return torch.from_numpy(out), area, present, varies, uniform
 
 
-def _tally(maps, thr, floor32s, row_low, row_high, row_w, row_first, row_end,
+def _tally(maps, thr, floors, floor32s, row_low, row_high, row_w, row_first, row_end,
            col_low, col_high, col_w, col_first, col_end, col_segments, col_segment_start,
            planes, varying, varying_count, uniform, category_of, present, lite, both, unit_in_category, area):
     batch, units, h, w = maps.shape
@@ -97,8 +97,7 @@ def _tally(maps, thr, floor32s, row_low, row_high, row_w, row_first, row_end,
         vary = varying_count[b]
         for u in range(units):
             t = thr[u]
-            floor = t - abs(t) * 1e-9 - 1e-300             # no pixel exceeds t without a corner this high
-            floor32 = floor32s[u]
+            floor, floor32 = floors[u], floor32s[u]        # no pixel exceeds t without a corner this high
             base = (b * units + u) * h * w
             for j in range(w):
                 col_hit[j] = 0
@@ -137,8 +136,8 @@ def _tally(maps, thr, floor32s, row_low, row_high, row_w, row_first, row_end,
                             seen[s] = block_row
                             x0, x1 = col_first[s], col_end[s]
                             j0, j1 = col_low[x0], col_high[x0]
-                            v00, v01 = np.float64(flat[base + i0 * w + j0]), np.float64(flat[base + i0 * w + j1])
-                            v10, v11 = np.float64(flat[base + i1 * w + j0]), np.float64(flat[base + i1 * w + j1])
+                            v00, v01 = np.float64(m[i0 * w + j0]), np.float64(m[i0 * w + j1])
+                            v10, v11 = np.float64(m[i1 * w + j0]), np.float64(m[i1 * w + j1])
                             for y in range(row_first[r], row_end[r]):
                                 ly = row_w[y]
                                 left, right = (1 - ly) * v00 + ly * v10, (1 - ly) * v01 + ly * v11
@@ -192,19 +191,18 @@ def _segments_of_source(axis, size: int) -> tuple[np.ndarray, np.ndarray]:
     return segment[order].astype(np.int64), np.cumsum(start)
 
 
-def tally(features: torch.Tensor, thresholds: torch.Tensor, rows, cols, labels, lite: bool,
-          both: torch.Tensor, unit_in_category: torch.Tensor) -> torch.Tensor:
+def tally(features: torch.Tensor, thresholds: torch.Tensor, floors: torch.Tensor, rows, cols, labels,
+          lite: bool, both: torch.Tensor, unit_in_category: torch.Tensor) -> torch.Tensor:
     """Adds one batch into both (units, labels) and unit_in_category (units, categories), int64 CPU
-    tensors, in place. rows, cols: dissect._Axis of the mask's height and width; labels: a
+    tensors, in place. floors: dissect.hot_floor(thresholds). rows, cols: dissect._Axis of the mask's height and width; labels: a
     dissect.BatchLabels. Returns each (image, unit) pair's activated area (B, units)."""
     if features.dtype not in (torch.float32, torch.float64):
         features = features.float()                                       # exact for half and bfloat16
     maps = features.detach().contiguous().numpy()
     area = np.zeros(maps.shape[:2], np.int64)
-    thr = thresholds.double().contiguous().numpy()
-    floor = thr - np.abs(thr) * 1e-9 - 1e-300
+    thr, floor = thresholds.double().contiguous().numpy(), floors.double().contiguous().numpy()
     floor32 = np.nextafter(floor.astype(maps.dtype), -np.inf)               # in the maps' dtype, at or below floor
-    _compiled(_tally)(maps, thr, floor32,
+    _compiled(_tally)(maps, thr, floor, floor32,
                       *(t.numpy() for t in (rows.low, rows.high, rows.weight, rows.first, rows.end)),
                       *(t.numpy() for t in (cols.low, cols.high, cols.weight, cols.first, cols.end)),
                       *_segments_of_source(cols, maps.shape[3]),
