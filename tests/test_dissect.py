@@ -295,12 +295,13 @@ def write_tricky_broden(root, n_images=40, unlabelled=6, seed=0):
     return root
 
 
-def test_lite_conventions_match_a_port_of_lites_loop(tmp_path):
+@pytest.mark.parametrize("input_size", [16, 32])   # 32: block1's 16x16 maps against 8-pixel masks (PIL shrinks them)
+def test_lite_conventions_match_a_port_of_lites_loop(tmp_path, input_size):
     from reglens import dissect_lite
     root = write_tricky_broden(tmp_path / "tricky")
     torch.manual_seed(0)
-    model = models.build("simplecnn", 3, 16, 10, width=0.25).eval()
-    cfg = dissect.settings({"conventions": "lite", "input_size": 16, "workers": 0, "batch_size": 7,
+    model = models.build("simplecnn", 3, input_size, 10, width=0.25).eval()
+    cfg = dissect.settings({"conventions": "lite", "input_size": input_size, "workers": 0, "batch_size": 7,
                             "quantile": 0.05})
     b = dissect.open_broden(root, cfg)
     assert len(b) == 34 and "material" not in b.categories               # Lite's image filter and categories
@@ -308,7 +309,7 @@ def test_lite_conventions_match_a_port_of_lites_loop(tmp_path):
     assert b.primary[16] == len(b.categories) - 1                        # a label in no category: the last
     result = dissect.dissect(model, b, cfg)
     units = dissect.unit_table(result)
-    dataset = broden_io.BrodenImages(b, 16, 3)
+    dataset = broden_io.BrodenImages(b, input_size, 3)
     images = torch.stack([dataset[i][1] for i in range(len(b))]).float() / 255
     with torch.no_grad():
         feats = dissect.layer_features(model, images, list(model.layer_names))
@@ -318,6 +319,7 @@ def test_lite_conventions_match_a_port_of_lites_loop(tmp_path):
               for e in b.images]
     scalars = [e.image_labels for e in b.images]
     checked_detectors = 0
+    assert any(dissect.shrinks(f.shape, b.seg_shape) for f in feats.values()) == (input_size == 32)
     for layer, f in feats.items():
         f = f.numpy().astype(np.float64)
         np.testing.assert_allclose(result["thresholds"][layer].numpy(), dissect_lite.thresholds(f, 0.05), rtol=1e-5)
@@ -389,7 +391,7 @@ def test_activated_runs_are_exactly_the_dense_upsampled_masks(side, out, quantil
     torch.manual_seed(side)
     f = F.avg_pool2d(torch.randn(3, 6, side + 2, side + 2), 3, stride=1)
     thr = torch.quantile(f.transpose(0, 1).flatten(1), quantile, dim=1)
-    dense = dissect.unit_masks(f, thr, (out, out))
+    dense = dissect.unit_masks(f, thr, (out, out), "sample")   # the engine's own rule
     got = runs_as_masks(f, thr, (out, out), chunk_bytes=50_000)   # several chunks of images and of blocks
     tie = ties(f, thr, (out, out))
     assert torch.equal(got & ~tie, dense & ~tie) and dense.any()
@@ -402,7 +404,7 @@ def test_activated_runs_on_one_pixel_wide_and_tiny_maps(source, out):
     torch.manual_seed(0)
     f = torch.randn(4, 3, *source)
     thr = torch.quantile(f.transpose(0, 1).flatten(1), 0.5, dim=1)
-    dense = dissect.unit_masks(f, thr, out)
+    dense = dissect.unit_masks(f, thr, out, "sample")
     tie = ties(f, thr, out)
     assert torch.equal(runs_as_masks(f, thr, out, chunk_bytes=5000) & ~tie, dense & ~tie) and dense.any()
 
@@ -418,7 +420,7 @@ def test_activated_runs_on_plateaus_and_thresholds_equal_to_map_values():
     at_own_value = 0
     for thr in (torch.tensor([0.3, 0.3, 0.3, 0.5, 0.0]), torch.tensor([0.29, 0.1, 0.2, 0.0, 0.0])):
         for out in ((112, 112), (50, 30), (7, 7)):
-            dense = dissect.unit_masks(f, thr, out)
+            dense = dissect.unit_masks(f, thr, out, "sample")
             got = runs_as_masks(f, thr, out, chunk_bytes=4000)
             tie = ties(f, thr, out)
             assert torch.equal(got & ~tie, dense & ~tie)
@@ -585,3 +587,35 @@ def test_decoding_checks_every_mask_before_any_dissection(tmp_path):
     with pytest.raises(broden_io.BrodenFormatError, match=r"im5_color.png \(index.csv row 7\): label number"):
         broden_io.decode(broden_io.Broden(root), tmp_path / "decoded", [(16, 3)])
     assert list((tmp_path / "decoded").iterdir()) == []  # nothing half-written is left
+
+
+@pytest.mark.parametrize("source, out", [((56, 56), (32, 32)), ((37, 23), (16, 16)), ((7, 40), (16, 16)),
+                                         ((20, 20), (32, 32))])
+def test_maps_larger_than_their_mask_are_resized_as_pils_bilinear_resize(source, out):
+    """Lite resizes with PIL (scipy's imresize, mode F), which antialiases when shrinking: reglens'
+    default equals it to float32 rounding, on every axis that shrinks (mixed shapes included); maps no
+    larger than the mask are left to the tally's own bilinear upsampling, which PIL also equals."""
+    g = torch.Generator().manual_seed(sum(source))
+    f = torch.randn(2, 3, *source, generator=g, dtype=torch.float64)
+    pil = np.array([[np.asarray(Image.fromarray(m.numpy().astype(np.float32), mode="F").resize(out[::-1], Image.BILINEAR))
+                     for m in image] for image in f])
+    thr = torch.quantile(f.transpose(0, 1).flatten(1), 0.7, dim=1)
+    mine = dissect.unit_masks(f, thr, out).view(2, 3, *out).numpy()
+    theirs = pil > thr.numpy().reshape(1, 3, 1, 1)
+    near = np.abs(pil - thr.numpy().reshape(1, 3, 1, 1)) < 1e-5                  # float32 ties
+    assert (mine == theirs)[~near].all() and near.mean() < 0.01
+    resized = dissect.resize_maps(f, out)
+    if dissect.shrinks(source, out):
+        np.testing.assert_allclose(resized.numpy(), pil, rtol=0, atol=1e-5)
+        sampled = dissect.unit_masks(f, thr, out, "sample").view(2, 3, *out).numpy()
+        assert (sampled != theirs).mean() > 0.05                                  # point sampling is not PIL's
+    else:
+        assert resized is f
+
+
+def test_downsample_setting_is_checked():
+    assert dissect.settings({"downsample": "sample"})["downsample"] == "sample"
+    with pytest.raises(ValueError, match="dissect.downsample: 'nearest'; valid"):
+        dissect.settings({"downsample": "nearest"})
+    with pytest.raises(ValueError, match="conventions: lite use downsample: antialias"):
+        dissect.settings({"conventions": "lite", "downsample": "sample"})

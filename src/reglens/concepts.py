@@ -29,8 +29,12 @@ LESION_DEFAULTS = {"enabled": True, "layer": None, "ks": [1, 2, 4, 8], "draws": 
 
 
 def upsample(features: torch.Tensor, shape) -> torch.Tensor:
-    return features if tuple(features.shape[-2:]) == tuple(shape) else \
-        F.interpolate(features, size=tuple(shape), mode="bilinear", align_corners=False)
+    """Maps at the mask size: bilinear (align_corners=False), antialiased along an axis where the map
+    is larger than the mask, as PIL's resize and dissection's default (reglens.dissect.resize_maps)."""
+    if tuple(features.shape[-2:]) == tuple(shape):
+        return features
+    shrinking = any(m > s for m, s in zip(features.shape[-2:], tuple(shape)))
+    return F.interpolate(features, size=tuple(shape), mode="bilinear", align_corners=False, antialias=shrinking)
 
 
 def concept_masks(planes: torch.Tensor, concepts: torch.Tensor) -> torch.Tensor:

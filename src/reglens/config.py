@@ -183,6 +183,10 @@ def _dissect_settings(cfg: dict) -> None:
         except broden_io.BrodenFormatError as exc:
             raise ConfigError(str(exc)) from None
 
+    try:
+        dissect.settings(cfg["dissect"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 GRID_KEYS = {"studies": None, "archs": "archs", "regularizers": "regularizers", "seeds": "seeds"}
 

@@ -34,6 +34,7 @@ DISSECT_DEFAULTS = {
     "iou_threshold": 0.04,      # a unit detects its best concept when IoU exceeds this
     "union": "lite",            # lite | original (see the module docstring)
     "conventions": "reglens",   # reglens | lite (see CONVENTIONS)
+    "downsample": "antialias",  # antialias | sample: a map larger than its mask (see resize_maps)
     "input_size": 112,          # Broden images are resized to this before the conv layers
     "layers": None,             # None: every named conv layer of the model
     "categories": None,         # None: every category in category.csv
@@ -50,6 +51,7 @@ BRODEN_DEFAULTS = {
     "synthetic": {"images": 300, "seg_size": 32, "scale": 2, "seed": 0},
 }
 UNION_MODES = ("lite", "original")
+DOWNSAMPLE = ("antialias", "sample")
 TALLY_ENGINES = ("numba", "torch")   # the compiled CPU loop (reglens.dissect_cpu) or the run-based torch tally
 # Where reglens departs from NetDissect-Lite, and `conventions: lite` to follow Lite instead
 CONVENTIONS = {
@@ -72,6 +74,11 @@ def settings(cfg: dict | None) -> dict:
         raise ValueError(f"dissect.conventions: {merged['conventions']!r}; valid: {list(CONVENTIONS)}")
     if merged["union"] not in UNION_MODES:
         raise ValueError(f"dissect.union: {merged['union']!r}; valid: {list(UNION_MODES)}")
+    if merged["downsample"] not in DOWNSAMPLE:
+        raise ValueError(f"dissect.downsample: {merged['downsample']!r}; valid: {list(DOWNSAMPLE)}")
+    if merged["conventions"] == "lite" and merged["downsample"] != "antialias":
+        raise ValueError("dissect.downsample: 'sample' departs from NetDissect-Lite, whose PIL resize antialiases "
+                         "a map larger than its mask; with conventions: lite use downsample: antialias")
     if not 0 < merged["quantile"] < 1:
         raise ValueError(f"dissect.quantile: {merged['quantile']} must be in (0, 1)")
     return merged
@@ -273,10 +280,30 @@ class ConceptTally:
         return iou * used.unsqueeze(0)
 
 
-def unit_masks(features: torch.Tensor, thresholds: torch.Tensor, shape) -> torch.Tensor:
+def shrinks(map_shape, shape) -> bool:
+    """Whether a map of map_shape is larger than the mask along either axis."""
+    return any(m > s for m, s in zip(tuple(map_shape)[-2:], tuple(shape)))
+
+
+def resize_maps(features: torch.Tensor, shape, downsample: str = "antialias") -> torch.Tensor:
+    """(B, units, h, w) -> the maps at the mask size as the tally reads them, float64. A map no larger
+    than its mask is returned as it is: the tally upsamples it bilinearly itself (align_corners=False,
+    as F.interpolate and PIL alike). A larger one, with `antialias`, is resized as PIL's bilinear
+    resize does (NetDissect-Lite's imresize): each mask pixel a triangle-filtered mean of the map
+    cells it covers (F.interpolate with antialias=True, equal to PIL to float32 rounding); with
+    `sample`, bilinear point sampling (the tally's own upsampling rule, which reads 2 cells per axis
+    per mask pixel, however many it covers)."""
+    if downsample == "antialias" and shrinks(features.shape, shape):
+        return F.interpolate(features.double(), size=tuple(shape), mode="bilinear", align_corners=False,
+                             antialias=True)
+    return features
+
+
+def unit_masks(features: torch.Tensor, thresholds: torch.Tensor, shape, downsample: str = "antialias") -> torch.Tensor:
     """(B, units, h, w) activations -> (B, units, sh*sw) bool masks at the segmentation size
-    (bilinear, align_corners=False, in float64 as the tally computes them)."""
-    up = F.interpolate(features.double(), size=tuple(shape), mode="bilinear", align_corners=False)
+    (resize_maps, then bilinear, align_corners=False, in float64 as the tally computes them)."""
+    up = F.interpolate(resize_maps(features, shape, downsample).double(), size=tuple(shape), mode="bilinear",
+                       align_corners=False)
     return (up > thresholds.double().view(1, -1, 1, 1)).flatten(2)
 
 
@@ -512,7 +539,7 @@ def dissect(model, broden: Broden, cfg: dict | None = None, device: str | torch.
     for _, planes, feats in batches():
         labels = BatchLabels(planes.flatten(2), label_category, rules["per_plane"])
         for name, f in feats.items():
-            tallies[name].update(f, thresholds[name], labels)
+            tallies[name].update(resize_maps(f, broden.seg_shape, cfg["downsample"]), thresholds[name], labels)
     return {"settings": cfg, "layers": layers, "engine": _engine("auto", device),
             "thresholds": {n: t.cpu() for n, t in thresholds.items()},
             "iou": {n: t.iou(rules["lite_iou"]).cpu() for n, t in tallies.items()},
@@ -639,7 +666,7 @@ def figure_data(model, broden: Broden, result: dict, units: pd.DataFrame, device
         with torch.no_grad():
             feats = layer_features(model, x.to(device).float() / 255.0, [row["layer"]])[row["layer"]]
         thr = result["thresholds"][row["layer"]].to(device)
-        masks = unit_masks(feats, thr, broden.seg_shape)[:, int(row["unit"])].view(len(ids), *broden.seg_shape)
+        masks = unit_masks(feats, thr, broden.seg_shape, cfg["downsample"])[:, int(row["unit"])].view(len(ids), *broden.seg_shape)
         label = label_of[row["concept"]]
         concept = torch.stack([(broden.load_planes(i) == label).any(0) for i in ids])
         pictures = torch.stack([broden.load_image(i, broden.seg_shape[0], 3) for i in ids])
@@ -650,15 +677,19 @@ def figure_data(model, broden: Broden, result: dict, units: pd.DataFrame, device
 
 
 def reference_iou_numpy(features: np.ndarray, planes: np.ndarray, label_category: np.ndarray,
-                        quantile: float, seg_shape, union: str = "lite") -> tuple[np.ndarray, np.ndarray]:
+                        quantile: float, seg_shape, union: str = "lite", resize=None) -> tuple[np.ndarray, np.ndarray]:
     """The same definition computed directly, one unit and one image at a time (for tests and the
-    benchmark). features: (N, units, h, w); planes: (N, planes, sh, sw). Returns (thresholds, iou)."""
+    benchmark). features: (N, units, h, w); planes: (N, planes, sh, sw); resize: one map (h, w) ->
+    its values at seg_shape (default: F.interpolate, bilinear). Returns (thresholds, iou)."""
     n, units = features.shape[:2]
     labels, categories = label_category.shape
     primary = label_category.argmax(1)
     thresholds = np.array([np.percentile(features[:, u].ravel(), 100 * (1 - quantile)) for u in range(units)])
-    up = F.interpolate(torch.from_numpy(features).double(), size=tuple(seg_shape), mode="bilinear",
-                       align_corners=False).numpy()
+    if resize is None:
+        up = F.interpolate(torch.from_numpy(features).double(), size=tuple(seg_shape), mode="bilinear",
+                           align_corners=False).numpy()
+    else:
+        up = np.array([[resize(features[i, u]) for u in range(units)] for i in range(n)])
     iou = np.zeros((units, labels))
     for u in range(units):
         both, label_area, unit_cat = np.zeros(labels), np.zeros(labels), np.zeros(categories)

@@ -1,7 +1,8 @@
 """A direct per-unit port of NetDissect-Lite's tally loop (CSAILVision/NetDissect-Lite,
 feature_operation.py, `tally_job` and `tally`), the independent reference for `conventions: lite`
-in tests and the benchmark. Upsampling uses torch's bilinear resize in float64 where Lite calls
-scipy's `imresize(mode='F')`; a unit whose map has nothing above its threshold on an image is skipped, as in
+in tests and the benchmark. Lite calls scipy's `imresize(mode='F')`, PIL's bilinear resize of a float
+image: here PIL itself where the map is larger than the mask (PIL then antialiases), torch's bilinear
+resize in float64 where it is not (there PIL equals it to float32 rounding); a unit whose map has nothing above its threshold on an image is skipped, as in
 Lite; a unit's category hits start from zero on each image (Lite reuses the previous image's when an
 image has only image-level labels)."""
 from __future__ import annotations
@@ -9,9 +10,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 
 def upsample(feature_map: np.ndarray, shape) -> np.ndarray:
+    if any(m > s for m, s in zip(feature_map.shape, shape)):
+        image = Image.fromarray(feature_map.astype(np.float32), mode="F")
+        return np.asarray(image.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float64)
     return F.interpolate(torch.from_numpy(feature_map)[None, None].double(), size=tuple(shape), mode="bilinear",
                          align_corners=False)[0, 0].numpy()
 
