@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from reglens import config, models, plan
+from reglens import config, leakage, models, plan
 
 
 def closed_form_forward_flops(model: nn.Module, x: torch.Tensor) -> int:
@@ -63,3 +63,19 @@ def test_measured_utilization_is_the_median_and_only_for_its_device():
     assert plan.measured_utilization(bench, "h200") == {"fp32": pytest.approx(0.3)}
     assert plan.measured_utilization(bench, "a100") == {}
     assert plan.measured_utilization({**bench, "device": "cpu"}, "h200") == {}
+
+
+def test_roar_jobs_count_every_retrain_and_the_detector_control():
+    cfg = config.validate({**CFG, "roar": {"cells": ["s/lenet/none/seed0"], "methods": ["random", "saliency"],
+                                           "fractions": [0.25, 0.5], "modes": ["roar", "kar"], "retrain_seeds": [0, 1]}})
+    detector = leakage.MaskDetector(1, [0.5], [0.5], cfg["roar"]["detector"]["width"])
+    assert leakage.detector_forward_flops(1, 28, detector.net[0].out_channels) == closed_form_forward_flops(
+        detector, torch.zeros(1, 1, 28, 28))
+    jobs = {j.rule: j for j in plan.jobs(cfg) if j.rule.startswith("roar")}
+    one = plan.training_flops(plan.forward_flops("lenet", 1, 28, 10, 1.0), {**CFG["studies"]["s"]["train"]},
+                              60000, 10000)
+    found = 4 * leakage.detector_flops(1, 28, cfg["roar"]["detector"], 60000, 10000)
+    # 2 modes x 2 fractions x 2 seeds, a mask-alone learner per fraction, a recovered-mask learner per point
+    assert jobs["roar_retrain"].flops == pytest.approx((8 + 2 + 4) * one + found)
+    off = config.validate({**CFG, "roar": {**cfg["roar"], "cells": ["s/lenet/none/seed0"], "detector": {"enabled": False}}})
+    assert [j.flops for j in plan.jobs(off) if j.rule == "roar_retrain"] == [pytest.approx((8 + 2) * one)]

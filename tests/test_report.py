@@ -211,6 +211,31 @@ def test_readme_blocks_are_drawn_from_the_tables(tmp_path):
     assert readme.regenerate(page, tables) == ["roar"] and page.read_text().count(text) == 1  # idempotent
 
 
+def test_readme_roar_block_reports_the_detector_control_and_counts_what_failed():
+    from reglens import readme
+
+    curves = pd.DataFrame([{"study": "s", "arch": "a", "reg": "none", "seed": 0, "method": m, "mode": "roar",
+                            "fraction": f, "retrain_seed": 0, "test_acc": 0.9 - f, "train_acc": 1.0,
+                            "status": "fitted", "fitted": True}
+                           for m in ("random", "saliency") for f in (0.0, 0.5, 0.75)])
+    leakage = pd.DataFrame([{"reg": "none", "seed": 0, "method": m, "fraction": 0.5, "leakage_acc": a}
+                            for m, a in (("random", 0.1), ("saliency", 0.8))])
+    detector = pd.DataFrame([
+        {"reg": "none", "seed": 0, "method": m, "mode": "roar", "fraction": f, "detector_acc": acc,
+         "detector_base": 0.5 if f == 0.5 else 0.75, "detector_status": status, "recovered_leakage_acc": rec,
+         "fitted": fitted}
+        for m, f, acc, status, rec, fitted in (("random", 0.5, 0.96, "fitted", 0.11, True),
+                                               ("saliency", 0.5, 0.9, "fitted", 0.7, True),
+                                               ("random", 0.75, 0.97, "fitted", 0.1, False),
+                                               ("saliency", 0.75, 0.75, "underfit", float("nan"), False))])
+    text = readme.roar(curves, leakage, detector)
+    assert "| none/seed0 | random | 0.400 | 0.150 | 0.100 | 0.960 (0.500) | 0.110 |" in text
+    assert "| none/seed0 | saliency | 0.400 | 0.150 | 0.800 | 0.900 (0.500) | 0.700 |" in text
+    assert "pixel accuracy is 0.900–0.960 against majority rates of 0.500–0.500" in text
+    assert "1 of 3 learners on recovered masks that did not fit, 1 of 4 detectors that did not fit" in text
+    assert "leakage (masks found, 0.5)" not in readme.roar(curves, leakage)      # no detector table: no column
+
+
 def test_readme_quality_block_counts_what_did_not_converge():
     from reglens import readme
 

@@ -214,3 +214,25 @@ def test_ranks_order_by_magnitude_and_break_ties_at_random_not_by_position():
     assert third.min() > 3 and third.max() < 30
     again = roar.rank_pixels(scores, torch.Generator().manual_seed(0))
     assert torch.equal(again.long(), ranks)
+
+
+def test_road_with_dither_scores_images_whose_imputed_pixels_are_on_the_grid():
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append(x.clone())
+            return torch.zeros(len(x), 2)
+
+    levels = torch.arange(0, 256, 16).double()
+    g = torch.Generator().manual_seed(0)
+    x = levels[torch.randint(0, 16, (6, 1, 9, 9), generator=g)].float() / 255
+    ranks = roar.rank_pixels(torch.rand(6, 1, 9, 9, generator=g))
+    for grid in (None, levels):
+        model = Recorder()
+        roar.road_curves(model, x, torch.zeros(6, dtype=torch.long), ranks, [0.3], grid=grid)
+        imputed = torch.cat(model.seen[1:]) * 255                      # after the clean pass
+        on_grid = (imputed.unsqueeze(-1) - levels.float()).abs().amin(-1) < 1e-3
+        assert on_grid.all() if grid is not None else not on_grid.all()

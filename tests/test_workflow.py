@@ -79,10 +79,12 @@ def test_tiny_study_end_to_end(study):
     per_cell = {"train": 8, "attack": 8, "calibration": 3, "boundary": 2 * 6, "weights": 5,
                 "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2, "shortcut": 6 + 2 * 3,
                 "lesion": 3 * 2, "net2vec": 8 + 6 * 2}
-    # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method;
+    # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method,
+    # the detector's accuracy, its majority rate and the recovered masks' leakage per mode and method, and
+    # the count of detector controls that did not fit;
     # the toy study's one cell (2-D points) has every stage but those that need images
     points = {"train", "attack", "calibration", "boundary", "weights"}
-    expected = {k: 4 * v + (v if k in points else 0) for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2}
+    expected = {k: 4 * v + (v if k in points else 0) for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2 + 2 * 2 * 3 + 1}
     assert table.groupby("stage").size().to_dict() == expected
     assert pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
     for arch in ("simplecnn", "lenet"):
@@ -149,6 +151,16 @@ def test_tiny_study_end_to_end(study):
                                                                         & (curves.fraction > 0)].fitted).sum()
     leakage = pd.read_csv(roar_dir / "leakage.csv")
     assert sorted(zip(leakage.method, leakage.fraction)) == [("random", 0.5), ("saliency", 0.5)]
+    detector = pd.read_csv(roar_dir / "detector.csv")
+    assert sorted(zip(detector["mode"], detector.method)) == [("kar", "random"), ("kar", "saliency"),
+                                                              ("roar", "random"), ("roar", "saliency")]
+    removed = detector["mode"].map({"roar": 0.5, "kar": 0.5})       # half the pixels removed either way
+    assert np.allclose(detector.detector_base, np.maximum(removed, 1 - removed), atol=0.02)
+    assert (detector.detector_acc >= detector.detector_base - 0.02).all()   # a detector does no worse than a guess
+    tidy_detector = table[(table.reg == "none") & (table.arch == "simplecnn") & table.metric.str.contains("_detector@")]
+    named = detector.assign(metric=detector["mode"] + "_detector@0.5_" + detector.method).set_index("metric")
+    assert len(tidy_detector) == 4
+    assert tidy_detector.value.tolist() == pytest.approx(named.detector_acc[tidy_detector.metric].tolist())
     baseline = json.loads((tmp_path / "results" / "tiny" / "_roar" / "simplecnn" / "baseline.json").read_text())
     assert [r["test_acc"] for r in baseline["clean"]] == curves[(curves.fraction == 0) & (curves.method == "random")
                                                                 & (curves["mode"] == "roar")].test_acc.tolist()

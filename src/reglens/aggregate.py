@@ -92,7 +92,8 @@ def _actmax(path: Path) -> dict:
 
 def _roar(path: Path) -> dict:
     """Scores (NaN where no run at a point fitted), the accuracy at the largest fraction, the number of
-    retrains that did not fit, and the leakage control per fraction."""
+    retrains that did not fit, and the leakage controls per fraction (the mask alone; the detector of
+    removed pixels and the learner on the masks it recovers, per mode)."""
     out = {}
     scores = read_csv(path)
     for row in scores.itertuples():
@@ -102,6 +103,17 @@ def _roar(path: Path) -> dict:
     out["roar_runs"] = float(scores.runs.sum())
     for row in read_csv(path.parent / "leakage.csv").itertuples():
         out[f"roar_leakage@{row.fraction:g}_{row.method}"] = row.leakage_acc
+    detector = path.parent / "detector.csv"
+    if detector.exists():
+        table = read_csv(detector)
+        for row in table.itertuples():
+            ok = bool(row.fitted)   # a learner that did not fit, or no detector to feed it: NaN, counted
+            out[f"{row.mode}_detector@{row.fraction:g}_{row.method}"] = \
+                row.detector_acc if row.detector_status == "fitted" else float("nan")
+            out[f"{row.mode}_detector_base@{row.fraction:g}_{row.method}"] = row.detector_base
+            out[f"{row.mode}_recovered_leakage@{row.fraction:g}_{row.method}"] = \
+                row.recovered_leakage_acc if ok else float("nan")
+        out["roar_detector_unfitted"] = float((~table.fitted.astype(bool)).sum())
     return out
 
 

@@ -114,6 +114,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     cfg["actmax"] = {**actmax.ACTMAX_DEFAULTS, **cfg.get("actmax", {})}
     cfg["roar"] = {**roar.ROAR_DEFAULTS, **cfg.get("roar", {})}
     cfg["roar"]["learner"] = {**roar.ROAR_DEFAULTS["learner"], **cfg["roar"]["learner"]}
+    cfg["roar"]["detector"] = {**roar.ROAR_DEFAULTS["detector"], **cfg["roar"]["detector"]}
     cfg["road"] = {**roar.ROAD_DEFAULTS, **cfg.get("road", {})}
     cfg["shortcut"] = {**shortcut.MEASURE_DEFAULTS, **cfg.get("shortcut", {})}
     _dissect_settings(cfg)
@@ -182,11 +183,11 @@ def _dissect_settings(cfg: dict) -> None:
             broden_io.remote(broden["version"], broden["md5"])
         except broden_io.BrodenFormatError as exc:
             raise ConfigError(str(exc)) from None
-
     try:
         dissect.settings(cfg["dissect"])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
 
 GRID_KEYS = {"studies": None, "archs": "archs", "regularizers": "regularizers", "seeds": "seeds"}
 

@@ -80,14 +80,14 @@ AGREEMENT_METRICS = [r"roar_score_.+", r"kar_score_.+", r"road_score_.+", r".+_m
 AGREEMENT_MEASURES = ["pgd_acc", "fgsm_acc", "gini"]
 
 _UNIT = [(r"((roar|kar|road)_score_.*|roar_score|kar_score|road_score|shortcut_reliance)", (-1.0, 1.0)),
-         (r"(.*_acc(@.*)?|roar_leakage@.*|leakage_acc|ece|.*fraction.*|.*_gini|gini|road_(morf|lerf)_auc_.*|"
+         (r"(.*_acc(@.*)?|roar_leakage@.*|leakage_acc|(roar|kar)_(detector|detector_base|recovered_leakage)@.*|ece|.*fraction.*|.*_gini|gini|road_(morf|lerf)_auc_.*|"
           r"actmax_saturation|.*_above_tolerance|.*_undefined|shortcut_(acc_.*|follow|area|mass_.*|pointing_.*)|"
           r"net2vec_.*_iou(@.*)?|dissect_group_.*)", (0.0, 1.0)),
          (r"lesion_.*", (-1.0, 1.0)),
          (r"(.*_mprt_(all_layers|top_layer|independent)|mprt|method_agreement_mean)", (-1.0, 1.0)),
          (r"brier", (0.0, 2.0)),
          (r"(.*_loss(@.*)?|nll|.*_entropy|.*seconds|images_per_s|dissect_.*|unique_concepts|.*_sd|tv_.*|boundary_tv|"
-          r"boundary_distance.*|weights_.*|actmax_.*|.*_steps_.*|.*_completeness_.*|roar_runs|roar_unfitted|net2vec_.*)",
+          r"boundary_distance.*|weights_.*|actmax_.*|.*_steps_.*|.*_completeness_.*|roar_runs|roar_unfitted|roar_detector_unfitted|net2vec_.*)",
           (0.0, math.inf))]
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from reglens import attribution, config as config_mod, data, dissect, models, regularizers, robustness
+from reglens import attribution, config as config_mod, data, dissect, leakage, models, regularizers, robustness
 from reglens.train import effective_precision, merged_train_config
 
 # dense peak throughput, FLOP/s (NVIDIA H200 SXM datasheet: the H100 SXM's tensor-core rates)
@@ -136,11 +136,14 @@ def jobs(cfg: dict) -> list[Job]:
             roar["learner"]["reg"], cfg["regularizers"]).step_cost())
         runs = len(roar["modes"]) * len(roar["fractions"]) * len(roar["retrain_seeds"])
         runs += len(roar["fractions"]) if roar["leakage"] else 0
+        detectors = len(roar["modes"]) * len(roar["fractions"]) if roar["detector"]["enabled"] else 0
+        runs += detectors                                  # the learner on each point's recovered masks
+        found = detectors * leakage.detector_flops(ds.channels, ds.size, roar["detector"], ds.train_size, ds.test_size)
         for method in roar["methods"]:
             if method != "random":  # the random baseline is shared by every base cell of a study
                 out.append(Job("roar_rank", base * attribution_cost(method, roar["options"]) * (ds.train_size + ds.test_size)))
-                out.append(Job("roar_retrain", runs * one, precision))
-        learners[(cell.study, arch)] = Job("roar_baseline", (len(roar["retrain_seeds"]) + runs) * one, precision)
+                out.append(Job("roar_retrain", runs * one + found, precision))
+        learners[(cell.study, arch)] = Job("roar_baseline", (len(roar["retrain_seeds"]) + runs) * one + found, precision)
     return out + list(learners.values())
 
 

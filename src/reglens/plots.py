@@ -288,11 +288,16 @@ def _method_colors(methods) -> dict:
     return {"random": "k", **{m: palette(i % 10) for i, m in enumerate(others)}}
 
 
-def roar_curves(curves: pd.DataFrame, leakage: pd.DataFrame | None, path, title: str = "") -> None:
+def roar_curves(curves: pd.DataFrame, leakage: pd.DataFrame | None, path, title: str = "",
+                detector: pd.DataFrame | None = None) -> None:
     """Per mode: each method's mean over the runs that fitted (line; random dashed), every run as a
-    point (an x for a run that did not fit); and the leakage control: the learner on the mask alone."""
+    point (an x for a run that did not fit); the leakage controls: the learner on the mask alone
+    (dotted) and on the masks a detector recovers from the filled ROAR images (solid); and the
+    detector's pixel accuracy per mode against the majority rate (grey)."""
     modes = sorted(curves["mode"].unique())
-    panels = len(modes) + (leakage is not None and len(leakage) > 0)
+    has_leakage = leakage is not None and len(leakage) > 0
+    has_detector = detector is not None and len(detector) > 0
+    panels = len(modes) + (has_leakage or has_detector) + has_detector
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
     colors = _method_colors(curves.method.unique())
     jitter = {m: 0.012 * (i - len(colors) / 2) for i, m in enumerate(sorted(colors))}
@@ -311,12 +316,32 @@ def roar_curves(curves: pd.DataFrame, leakage: pd.DataFrame | None, path, title:
         ax.set(xlabel="fraction of pixels " + ("removed" if mode == "roar" else "kept"),
                ylabel="retrained test accuracy", title=f"{title} {mode.upper()}", ylim=(0, 1.02))
         ax.legend(fontsize=6)
-    if panels > len(modes):
+    if has_leakage or has_detector:
+        ax = axes.flat[len(modes)]
+        for method, g in (leakage.groupby("method") if has_leakage else ()):
+            ax.plot(g.fraction, g.leakage_acc, color=colors.get(method, "gray"), marker="o", ms=3, ls=":",
+                    label=f"{method}: mask alone")
+        found = detector[(detector["mode"] == "roar") & detector.fitted.astype(bool)] if has_detector else ()
+        for method, g in (found.groupby("method") if len(found) else ()):
+            ax.plot(g.fraction, g.recovered_leakage_acc, color=colors.get(method, "gray"), marker="s", ms=3,
+                    label=f"{method}: masks recovered")
+        failed = detector[(detector["mode"] == "roar") & ~detector.fitted.astype(bool)] if has_detector else ()
+        for method, g in (failed.groupby("method") if len(failed) else ()):   # the learner did not fit: an x
+            ax.scatter(g.fraction, g.recovered_leakage_acc, color=colors.get(method, "gray"), marker="x", s=25)
+        ax.set(xlabel="fraction of pixels removed", ylabel="class accuracy from masks",
+               title="leakage controls", ylim=(0, 1.02))
+        ax.legend(fontsize=6)
+    if has_detector:
         ax = axes.flat[-1]
-        for method, g in leakage.groupby("method"):
-            ax.plot(g.fraction, g.leakage_acc, color=colors.get(method, "gray"), marker="o", ms=3, ls=":", label=method)
-        ax.set(xlabel="fraction of pixels removed", ylabel="accuracy from the mask alone",
-               title="leakage control", ylim=(0, 1.02))
+        for (mode, method), g in detector.groupby(["mode", "method"]):
+            ax.plot(g.fraction, g.detector_acc, color=colors.get(method, "gray"), marker="o", ms=3,
+                    ls="-" if mode == "roar" else "--", label=f"{method} ({mode})")
+        base = detector.groupby(["mode", "fraction"]).detector_base.mean().reset_index()
+        for mode, g in base.groupby("mode"):
+            ax.plot(g.fraction, g.detector_base, color="0.6", lw=3, alpha=0.6, ls="-" if mode == "roar" else "--",
+                    label=f"majority rate ({mode})")
+        ax.set(xlabel="fraction of pixels removed (ROAR) or kept (KAR)", ylabel="pixel accuracy",
+               title="removed pixels found in the filled images", ylim=(0.4, 1.02))
         ax.legend(fontsize=6)
     save(fig, path)
 
@@ -696,8 +721,9 @@ CELL_FIGURES = {
                           lambda c, p, t: attribution_grid(load_torch(c / "shortcut/maps.pt"), p, t + " (marked images)")),
     "dissection.png": ("dissect", ["dissect/top.pt"],
                        lambda c, p, t: dissection_units(load_torch(c / "dissect/top.pt"), p, t)),
-    "roar_curves.png": ("roar", ["roar/curves.csv", "roar/leakage.csv"],
-                        lambda c, p, t: roar_curves(read_csv(c / "roar/curves.csv"), read_csv(c / "roar/leakage.csv"), p, t)),
+    "roar_curves.png": ("roar", ["roar/curves.csv", "roar/leakage.csv", "roar/detector.csv"],
+                        lambda c, p, t: roar_curves(read_csv(c / "roar/curves.csv"), read_csv(c / "roar/leakage.csv"), p, t,
+                                                    read_csv(c / "roar/detector.csv"))),
     "road.png": ("road", ["road/curves.csv"], lambda c, p, t: road_curves(read_csv(c / "road/curves.csv"), p, t)),
 }
 

@@ -45,17 +45,22 @@ def headline(tidy: pd.DataFrame, columns=HEADLINE) -> str:
     return "\n".join(lines)
 
 
-def roar(curves: pd.DataFrame, leakage: pd.DataFrame) -> str:
+def roar(curves: pd.DataFrame, leakage: pd.DataFrame, detector: pd.DataFrame | None = None) -> str:
     """The ROAR table (accuracy of the retrained learner per base cell, method and fraction: mean
-    over the runs that fitted (`describe`), runs that did not fit counted) and sentences drawn from it."""
+    over the runs that fitted (`describe`), runs that did not fit counted; at 50 % the leakage
+    controls: the mask alone, the detector's pixel accuracy and the learner on the masks it
+    recovered) and sentences drawn from it."""
     if curves.empty:
         return "_No ROAR run in these tables._"
     mode = "roar" if "roar" in set(curves["mode"]) else curves["mode"].iloc[0]
     d = curves[curves["mode"] == mode]
     fractions = sorted(f for f in d.fraction.unique() if f > 0)
     bases = d[["reg", "seed"]].drop_duplicates().sort_values(["reg", "seed"])
-    header = "| base cell | method | " + " | ".join(f"{f:g} removed" for f in fractions) + " | leakage (mask only, 0.5) |"
-    lines = [header, "|---" * (len(fractions) + 3) + "|"]
+    found = pd.DataFrame() if detector is None or detector.empty else detector[detector["mode"] == mode]
+    extra = ["leakage (mask only, 0.5)"] + (["removed pixels found (0.5; majority rate)",
+                                             "leakage (masks found, 0.5)"] if len(found) else [])
+    header = "| base cell | method | " + " | ".join(f"{f:g} removed" for f in fractions) + " | " + " | ".join(extra) + " |"
+    lines = [header, "|---" * (len(fractions) + 2 + len(extra)) + "|"]
     unfitted = int((~d[d.fraction > 0].fitted.astype(bool)).sum())
     for reg, seed in bases.itertuples(index=False):
         for method in sorted(d.method.unique(), key=lambda m: (m != "random", m)):
@@ -69,6 +74,13 @@ def roar(curves: pd.DataFrame, leakage: pd.DataFrame) -> str:
             leak = leakage[(leakage.reg == reg) & (leakage.seed == seed) & (leakage.method == method)
                            & np.isclose(leakage.fraction, 0.5)]
             cells.append(f"{leak.leakage_acc.mean():.3f}" if len(leak) else "–")
+            if len(found):
+                hit = found[(found.reg == reg) & (found.seed == seed) & (found.method == method)
+                            & np.isclose(found.fraction, 0.5)]
+                cells.append(f"{hit.detector_acc.mean():.3f} ({hit.detector_base.mean():.3f})" if len(hit) else "–")
+                ok = hit[hit.fitted.astype(bool)]
+                cells.append(f"{ok.recovered_leakage_acc.mean():.3f}" if len(ok) else
+                             ("did not fit" if len(hit) else "–"))
             lines.append(f"| {reg}/seed{seed} | {method} | " + " | ".join(cells) + " |")
     runs_per_point = int(d[d.fraction > 0].groupby(["reg", "seed", "method", "fraction"]).size().max())
     mean_at = d[d.fitted.astype(bool) & (d.fraction == 0.5)].groupby("method").test_acc.mean()
@@ -87,6 +99,27 @@ def roar(curves: pd.DataFrame, leakage: pd.DataFrame) -> str:
             text.append(f"With {base_seeds} base seed(s) per regularizer, a difference between base cells cannot be "
                         "told from base-seed variation: these numbers do not support a claim that a regularizer "
                         "changes faithfulness.")
+    if len(found):
+        at = found[np.isclose(found.fraction, 0.5)]
+        text.append("Leakage controls at 50% removal: the learner on the removal mask alone, and a detector trained "
+                    "to find removed pixels in the filled images (pixel accuracy, the majority rate a constant guess "
+                    "reaches in brackets) whose recovered masks feed the same learner.")
+        at = at[at.detector_status == "fitted"]
+        if len(at):
+            margin = float((at.detector_acc - at.detector_base).min())
+            text.append(f"The detector's pixel accuracy is {at.detector_acc.min():.3f}–{at.detector_acc.max():.3f} "
+                        f"against majority rates of {at.detector_base.min():.3f}–{at.detector_base.max():.3f}"
+                        + (": every set of filled images reveals where pixels were removed; the learner on the "
+                           "recovered masks says how much of the class that carries." if margin > 0.05 else
+                           f" (the smallest margin {margin:+.3f})."))
+        detectors = int((found.detector_status != "fitted").sum())
+        learners = int((~found.fitted.astype(bool)).sum()) - detectors
+        if learners or detectors:
+            text.append(f"Left out and counted, over all fractions: {learners} of {len(found) - detectors} learners on "
+                        f"recovered masks that did not fit, {detectors} of {len(found)} detectors that did not fit.")
+        text.append("A recovered mask is a function of the whole filled image, so image content can reach it "
+                    "through the detector's errors: random removal's row, whose true masks carry no class, is the "
+                    "reference for this column, not chance.")
     return "\n".join(lines) + "\n\n" + " ".join(text)
 
 
@@ -264,7 +297,8 @@ SECTIONS = {"headline": lambda t: headline(read_csv(t / "metrics.csv")),
             "groups": lambda t: groups(read_csv(t / "metrics.csv")),
             "shortcut": lambda t: shortcut(read_csv(t / "metrics.csv"), read_csv(t / "shortcut.csv")),
             "quality": lambda t: quality(read_csv(t / "metrics.csv")),
-            "roar": lambda t: roar(read_csv(t / "roar_curves.csv"), read_csv(t / "roar_leakage.csv"))}
+            "roar": lambda t: roar(read_csv(t / "roar_curves.csv"), read_csv(t / "roar_leakage.csv"),
+                                   read_csv(t / "roar_detector.csv") if (t / "roar_detector.csv").exists() else None)}
 
 
 def regenerate(readme: str | Path, tables: str | Path) -> list[str]:

@@ -101,7 +101,9 @@ SECTIONS = [
      ["ece", "nll"]),
     ("where", "Where the network looks: attribution maps, faithfulness, sanity",
      "Maps of each attribution method on fixed test images; faithfulness by ROAR/KAR (retrain on ablated data; "
-     "higher score: removing the ranked pixels hurts more than random) and ROAD (the cell's own model with "
+     "higher score: removing the ranked pixels hurts more than random; the leakage controls: class accuracy from the "
+     "removal mask alone and from the masks a detector finds in the filled images, and that detector's pixel "
+     "accuracy against the majority rate) and ROAD (the cell's own model with "
      "imputation; higher: more faithful); the randomization check (Spearman between maps of the trained and the "
      "randomized model; lower: the map depends on what was learned); complexity (Gini of |map|, higher: "
      "sparser; entropy, lower: more concentrated); agreement between methods.",

@@ -8,7 +8,9 @@ pixels are filled with the per-channel training mean (`mean`) or by ROAD's noisy
 diagonal 1/12, renormalized at the border), a sparse linear system solved here for all images at once
 by preconditioned conjugate gradients on the device, plus Gaussian noise. The mean fill leaves the
 removal mask visible as a flat region, so the mask's shape can carry the class (the leakage ROAD
-describes); `leakage_dataset` builds the control that measures it: the removal mask alone.
+describes); reglens.leakage holds the controls that measure it (the mask alone, and the masks a
+detector recovers from the filled images) and the dithering that keeps fill values on the data's
+value grid (`grid`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from reglens import attribution
+from reglens import attribution, leakage
 from reglens.data import TensorData, to_float
 from reglens.train import evaluate, train
 
@@ -142,20 +144,27 @@ def noisy_linear_impute(x: torch.Tensor, removed: torch.Tensor, noise: float = 0
 
 
 def impute(x_uint8: torch.Tensor, removed: torch.Tensor, fill: str, mean: list[float], noise: float = 0.01,
-           generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+           generator: torch.Generator | None = None, grid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """uint8 images with the removed pixels filled (every channel), and diagnostics: the imputation's
     iterations and residual, and `content`: whether the kept pixels differ at all across the images
-    (when they do not, nothing but the removal itself is left to learn from)."""
+    (when they do not, nothing but the removal itself is left to learn from). `grid` (the data's
+    values, leakage.value_grid): noisy-linear values are dithered onto it instead of rounded, the
+    mean is its nearest grid value."""
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
     n, c, h, w = x_uint8.shape
     kept = x_uint8[~removed.view(n, 1, h, w).expand(n, c, h, w)]
     content = bool(kept.numel()) and bool(kept.max() != kept.min())
     if fill == "mean":
-        value = fill_value(mean, x_uint8.device).view(1, c, 1, 1)
-        return torch.where(removed.view(n, 1, h, w), value, x_uint8), {"content": content}
+        value = fill_value(mean, x_uint8.device)
+        if grid is not None:
+            value = leakage.nearest(value.double(), grid).round().to(torch.uint8)
+        return torch.where(removed.view(n, 1, h, w), value.view(1, c, 1, 1), x_uint8), {"content": content}
     filled, info = noisy_linear_impute(to_float(x_uint8), removed, noise, generator)
-    return (filled.clamp(0, 1) * 255).round().to(torch.uint8), {**info, "content": content}
+    pixels = filled.clamp(0, 1) * 255
+    if grid is not None:
+        pixels = torch.where(removed.view(n, 1, h, w), leakage.dither(pixels, grid, generator), pixels.double())
+    return pixels.round().to(torch.uint8), {**info, "content": content}
 
 
 def ablate(x_uint8: torch.Tensor, ranks: torch.Tensor, fraction: float, mode: str,
@@ -167,30 +176,29 @@ def ablate(x_uint8: torch.Tensor, ranks: torch.Tensor, fraction: float, mode: st
 
 
 def ablated_data(data: TensorData, ranks: dict, fraction: float, mode: str, fill: str = "noisy_linear",
-                 noise: float = 0.01, seed: int = 0) -> tuple[TensorData, dict]:
-    """The dataset with both splits ablated (same normalization statistics as the original)."""
+                 noise: float = 0.01, seed: int = 0, dither: bool = False) -> tuple[TensorData, dict]:
+    """The dataset with both splits ablated (same normalization statistics as the original); with
+    `dither`, fill values on the training images' value grid (see `impute`)."""
+    grid = leakage.value_grid(data.x_train) if dither else None
     out, info = {}, {}
     for split in ("train", "test"):
         x = getattr(data, f"x_{split}")
         removed = removal_mask(ranks[split].to(x.device), fraction, mode, tuple(x.shape[-2:]))
         gen = torch.Generator(device=x.device).manual_seed(seed * 2 + (split == "test"))
-        out[split], info[split] = impute(x, removed, fill, data.mean, noise, gen)
+        out[split], info[split] = impute(x, removed, fill, data.mean, noise, gen, grid)
     ablated = TensorData(f"{data.name}-{mode}{fraction:g}", out["train"], data.y_train, out["test"], data.y_test,
                          data.classes, data.mean, data.std)
     return ablated, info
 
 
 def leakage_data(data: TensorData, ranks: dict, fraction: float) -> TensorData:
-    """The control for class information in the removal mask itself: images that are the binary mask
-    of the removed pixels (255 removed, 0 kept) in every channel, nothing of the image. A learner that
-    beats chance on it reads the class from where pixels were removed."""
-    def mask_images(x, r):
-        removed = removal_mask(r.to(x.device), fraction, "roar", tuple(x.shape[-2:]))
-        return (removed.to(torch.uint8) * 255).unsqueeze(1).expand(-1, x.shape[1], -1, -1).contiguous()
+    """The control for class information in the removal mask itself (leakage.mask_data): images that
+    are the binary mask of the removed pixels, nothing of the image."""
+    def removed(split):
+        x = getattr(data, f"x_{split}")
+        return removal_mask(ranks[split].to(x.device), fraction, "roar", tuple(x.shape[-2:]))
 
-    return TensorData(f"{data.name}-mask{fraction:g}", mask_images(data.x_train, ranks["train"]), data.y_train,
-                      mask_images(data.x_test, ranks["test"]), data.y_test, data.classes, [0.5] * data.channels,
-                      [0.5] * data.channels)
+    return leakage.mask_data(data, removed("train"), removed("test"), f"mask{fraction:g}")
 
 
 FIT_STATUS = {"fitted": "training accuracy reached the floor",
@@ -261,9 +269,10 @@ def scores(curves: pd.DataFrame) -> pd.DataFrame:
 
 @torch.no_grad()
 def road_curves(model, x: torch.Tensor, y: torch.Tensor, ranks: torch.Tensor, fractions, noise: float = 0.01,
-                seed: int = 0, batch_size: int = 500) -> list[dict]:
+                seed: int = 0, batch_size: int = 500, grid: torch.Tensor | None = None) -> list[dict]:
     """Accuracy of `model` on float images x (N, C, H, W) with the ranked pixels imputed (noisy linear),
-    for each order (MoRF, LeRF) and fraction; fraction 0 is the clean accuracy."""
+    for each order (MoRF, LeRF) and fraction; fraction 0 is the clean accuracy. `grid` (pixel units,
+    leakage.value_grid): imputed values dithered onto it."""
     model.eval()
     rows = []
     gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -277,6 +286,9 @@ def road_curves(model, x: torch.Tensor, y: torch.Tensor, ranks: torch.Tensor, fr
                 xb, yb = x[i:i + batch_size], y[i:i + batch_size]
                 removed = road_mask(ranks[i:i + batch_size].to(x.device), fraction, order, tuple(x.shape[-2:]))
                 filled, info = noisy_linear_impute(xb, removed, noise, gen)
+                if grid is not None:
+                    on_grid = leakage.dither(filled.clamp(0, 1) * 255, grid, gen).to(filled.dtype) / 255
+                    filled = torch.where(removed.unsqueeze(1), on_grid, filled)
                 correct += int((model(filled).argmax(1) == yb).sum())
                 iterations, residual = max(iterations, info["iterations"]), max(residual, info["residual"])
             rows.append({"order": order, "fraction": float(fraction), "accuracy": correct / len(y),
@@ -299,9 +311,10 @@ def road_score(curves: pd.DataFrame) -> float:
 
 ROAR_DEFAULTS = {"cells": [], "methods": ["random", "saliency", "integrated_gradients", "gradcam"],
                  "fractions": [0.1, 0.3, 0.5, 0.7, 0.9], "modes": ["roar", "kar"], "retrain_seeds": [0, 1],
-                 "fill": "noisy_linear", "noise": 0.01, "fit_floor": 0.5, "leakage": True,
+                 "fill": "noisy_linear", "noise": 0.01, "dither": False, "fit_floor": 0.5, "leakage": True,
+                 "detector": dict(leakage.DETECTOR_DEFAULTS),
                  "learner": {"arch": None, "reg": "none", "width": None}, "train": {}, "batch_size": 256,
                  "options": {}}
 ROAD_DEFAULTS = {"enabled": True, "methods": ["random", "saliency", "integrated_gradients", "gradcam"],
-                 "fractions": [0.1, 0.3, 0.5, 0.7, 0.9], "noise": 0.01, "images": 500, "batch_size": 250,
+                 "fractions": [0.1, 0.3, 0.5, 0.7, 0.9], "noise": 0.01, "dither": False, "images": 500, "batch_size": 250,
                  "options": {}}

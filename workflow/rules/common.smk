@@ -170,7 +170,8 @@ def train_params(wildcards):
 
 def roar_settings():
     """What every ROAR point depends on besides its learner (a param: a change reruns the retrains)."""
-    return {key: ROAR[key] for key in ("fractions", "modes", "retrain_seeds", "fill", "noise", "fit_floor", "leakage",
+    return {key: ROAR[key] for key in ("fractions", "modes", "retrain_seeds", "fill", "noise", "dither", "fit_floor", "leakage",
+                                       "detector",
                                        "batch_size", "options")}
 
 

@@ -37,6 +37,7 @@ rule aggregate:
         lesion_curves=f"{TABLES}/lesion_curves.csv",
         dissect_units=f"{TABLES}/dissect_units.csv",
         roar_leakage=f"{TABLES}/roar_leakage.csv",
+        roar_detector=f"{TABLES}/roar_detector.csv",
         road_curves=f"{TABLES}/road_curves.csv",
         history=f"{TABLES}/history.csv",
         weight_hist=f"{TABLES}/weight_hist.csv",

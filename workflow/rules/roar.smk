@@ -1,5 +1,5 @@
 # ROAR / KAR for the base cells of config roar.cells: rank -> retrain (every point of one base cell and
-# method in one job, plus the leakage control) -> score. What does not depend on the base model, the
+# method in one job, plus the leakage controls) -> score. What does not depend on the base model, the
 # clean 0 % point and the random baseline, is trained once per study and learner.
 # ROAD for every cell: its own model on imputed images, no retraining.
 ROAR_DIR = f"{CELL_DIR}/roar"
@@ -74,6 +74,7 @@ rule roar_score:
     output:
         curves=f"{ROAR_DIR}/curves.csv",
         leakage=f"{ROAR_DIR}/leakage.csv",
+        detector=f"{ROAR_DIR}/detector.csv",
         scores=f"{ROAR_DIR}/scores.csv",
     log:
         "logs/roar_score/{study}/{arch}/{reg}/seed{seed}.log",

@@ -4,7 +4,8 @@ from __future__ import annotations
 from reglens import aggregate, plots, report, stats
 from reglens.io import write_csv
 
-STACKED = {"history": "history.csv", "weight_hist": "robustness/weight_hist.csv", "roar_curves": "roar/curves.csv", "roar_leakage": "roar/leakage.csv", "road_curves": "road/curves.csv",
+STACKED = {"history": "history.csv", "weight_hist": "robustness/weight_hist.csv", "roar_curves": "roar/curves.csv", "roar_leakage": "roar/leakage.csv",
+           "roar_detector": "roar/detector.csv", "road_curves": "road/curves.csv",
            "mprt": "explain/mprt.csv", "attacks": "robustness/attacks.csv", "dissect_units": "dissect/units.csv",
            "shortcut_scores": "shortcut/scores.csv", "net2vec": "concepts/net2vec.csv", "lesion_curves": "lesion/curves.csv"}
 
