@@ -87,15 +87,17 @@ def test_smooth_mask_is_the_kernel_around_one_active_parameter():
 
 
 def test_extremal_perturbation_finds_the_planted_region_and_repeats_itself():
+    """400 iterations: at 300 the first image's top-area IoU is 0.78 on an AVX-512 AMD EPYC (oneDNN's
+    kernels round differently by CPU), 0.83 at 400."""
     x = images(2)
     target = torch.zeros(2, dtype=torch.long)
-    masks = perturbation.extremal_masks(Planted(), x, target, areas=[AREA, 0.2], iterations=300)
+    masks = perturbation.extremal_masks(Planted(), x, target, areas=[AREA, 0.2], iterations=400)
     assert masks.shape == (2, 2, 32, 32)
     for i in range(2):
         assert top_iou(masks[i, 0], AREA) > 0.8
         for j, area in enumerate([AREA, 0.2]):  # the area constraint holds (the smooth edge adds a rim)
             assert abs(float((masks[i, j] > 0.5).double().mean()) - area) < 0.04
-    again = perturbation.extremal_masks(Planted(), x, target, areas=[AREA, 0.2], iterations=300)
+    again = perturbation.extremal_masks(Planted(), x, target, areas=[AREA, 0.2], iterations=400)
     assert torch.equal(masks, again)
 
 
