@@ -281,3 +281,25 @@ def test_rebuild_one_cell_by_its_path(study):
     after = json.loads((target / "metrics.json").read_text())
     assert after["test_loss"] == before["test_loss"] and after["train_loss"] == before["train_loss"]
     assert other.stat().st_mtime_ns == other_mtime
+
+
+@pytest.mark.slow
+def test_reordered_config_explicit_defaults_and_a_touched_script_retrain_nothing(study, tmp_path):
+    """The tiny study's config with every mapping's keys in reverse order (as a formatter may write
+    it) and defaults written out: no training job; and none either from a copy of the workflow whose
+    training script was touched (a checkout does that)."""
+    def reverse(value):
+        return {key: reverse(value[key]) for key in reversed(list(value))} if isinstance(value, dict) else value
+
+    cfg = reverse(TINY)
+    cfg["studies"]["tiny"]["train"].update({"momentum": 0.9, "nesterov": False, "warmup_epochs": 0})
+    (tmp_path / "reordered.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    copy = tmp_path / "copy" / "workflow"
+    shutil.copytree(REPO / "workflow", copy)
+    (copy / "scripts" / "train.py").touch()
+    for snakefile in (REPO / "workflow" / "Snakefile", copy / "Snakefile"):
+        run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory",
+                              str(study), "--configfile", str(tmp_path / "reordered.yaml"), "--cores", "1", "-n",
+                              "train_all"], capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert not {"train", "train_shared"} & set(job_counts(run.stdout + run.stderr)), run.stdout[-3000:]

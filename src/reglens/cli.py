@@ -31,11 +31,18 @@ def check_config(paths: list[str]) -> int:
     return 0
 
 
-def print_status(paths: list[str], root: Path) -> int:
+def _load(paths: list[str]) -> dict:
     merged: dict = {}
     for path in paths:
         merged = _merge(merged, config.load_yaml(path))
-    rows = status.cell_status(config.validate(merged), root)
+    return config.validate(merged)
+
+
+def print_status(paths: list[str], root: Path) -> int:
+    if not (root / "results").is_dir():
+        raise config.ConfigError(f"--root {root}: no results/ folder there; give the folder a run was started in "
+                                 "(the one holding results/ and logs/)")
+    rows = status.cell_status(_load(paths), root)
     print(status.render(rows))
     return 1 if any(r["state"] == "failed" for r in rows) else 0
 
@@ -61,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     view.add_argument("--configfile", nargs="+", default=[str(config.SCHEMA_PATH.parents[2] / "config" / "demo.yaml")])
     view.add_argument("--root", default=".", help="the run's folder (holding results/ and logs/)")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except config.ConfigError as error:       # one line naming the key or file, no traceback
+        print(error, file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.command == "status":
         return print_status(args.configfile, Path(args.root))
     if args.command == "readme":
@@ -78,13 +93,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_plan(paths: list[str], device: str, utilization: float, measured_path: str | None = None) -> int:
-    merged: dict = {}
-    for path in paths:
-        merged = _merge(merged, config.load_yaml(path))
-    cfg = config.validate(merged)
+    if not 0 < utilization <= 1:
+        raise config.ConfigError(f"--utilization {utilization}: a fraction of the device's peak, in (0, 1]")
+    cfg = _load(paths)
     measured = {}
     if measured_path and Path(measured_path).exists():
-        bench = json.loads(Path(measured_path).read_text())
+        try:
+            bench = json.loads(Path(measured_path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise config.ConfigError(f"--measured {measured_path}: not the JSON that `make bench` writes ({exc}); "
+                                     "rerun the benchmark or pass another file") from None
         measured = plan.measured_utilization(bench, device)
         print(f"{measured_path}: measured on {bench.get('device')} on {bench.get('date')}: "
               + (", ".join(f"{p} at {u:.1%} of peak" for p, u in measured.items()) if measured

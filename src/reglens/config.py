@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import copy
+import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,13 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 class ConfigError(ValueError):
     pass
+
+
+# a name becomes one folder of a cell's path: no '.' or '..' component, nothing a file system refuses
+NAME_LENGTH = 64
+# study names that would be a results folder or target of the workflow itself (results/tables, …)
+RESERVED_STUDIES = ("all", "bench", "figures", "report", "tables", "train_all")
+_NUMBER_AS_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -62,6 +72,8 @@ def schema(path: str | Path = SCHEMA_PATH) -> dict:
     reg_item = out["properties"]["regularizers"]["additionalProperties"]["items"]
     reg_item["properties"]["kind"]["enum"] = sorted(regularizers.KINDS)
     props = out["properties"]
+    roar_train = props["roar"]["properties"]["train"]     # the same keys and rules as a study's
+    props["roar"]["properties"]["train"] = {**copy.deepcopy(study["train"]), "description": roar_train["description"]}
     for section, key in (("explain", "methods"), ("explain", "mprt_methods"), ("roar", "methods"),
                          ("road", "methods"), ("shortcut", "methods")):
         props[section]["properties"][key]["items"]["enum"] = sorted(attribution.METHODS)
@@ -85,13 +97,51 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"{where}: unknown key(s) {extra}; valid: {allowed}"
     if error.validator == "required":
         return f"{where}: {error.message}"
+    if error.validator == "type" and isinstance(error.instance, str) and _NUMBER_AS_TEXT.match(error.instance):
+        mantissa, exponent = re.split("[eE]", error.instance)
+        fixed = f"{mantissa if '.' in mantissa else mantissa + '.0'}e{int(exponent):+d}"
+        return (f"{where}: {error.instance!r} is text, not a number: YAML 1.1 reads an exponent number as a number "
+                f"only with a dot and a signed exponent; write {fixed}")
     return f"{where}: {error.message}"
+
+
+def _check_finite(value, where: str = "") -> None:
+    """Every number in the config finite (YAML's .nan and .inf, JSON's NaN and Infinity are refused)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number; give a finite value")
+
+
+def _check_names(cfg: dict) -> None:
+    """Study and regularizer names that make distinct, valid folders."""
+    names = [(section, name) for section in ("studies", "regularizers") for name in cfg.get(section) or {}]
+    for section, name in names:
+        if not isinstance(name, str):
+            continue                                        # the schema names a non-text key
+        if len(name) > NAME_LENGTH:
+            raise ConfigError(f"{section}: the name {name[:20]!r}… is {len(name)} characters; at most {NAME_LENGTH} "
+                              "(it is a folder of every cell's path)")
+        if any(not re.match(r"[a-z0-9_]", part) for part in name.split("+")):
+            raise ConfigError(f"{section}: the name {name!r}: each part (joined by '+') starts with a letter, digit "
+                              "or '_' (a name such as '..' or '.x' would be a parent or hidden folder in results/)")
+    for name in cfg.get("studies") or {}:
+        if name in RESERVED_STUDIES:
+            raise ConfigError(f"studies.{name}: {name!r} is a results folder or target of the workflow itself; "
+                              f"reserved: {list(RESERVED_STUDIES)}")
+
 
 
 def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate a config dict and return a copy with defaults filled in. Raises ConfigError naming
     the offending key and the valid choices."""
     cfg = copy.deepcopy(config)
+    _check_finite(cfg)
+    _check_names(cfg)
     validator = jsonschema.Draft202012Validator(schema(schema_path))
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), _where(e)))
     if errors:
@@ -109,7 +159,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     cfg["data"].setdefault("root", "resources")
     cfg["data"].setdefault("offline_dir", None)
     cfg["data"]["clusters2d"] = {**clusters2d.CLUSTERS2D_DEFAULTS, **cfg["data"].get("clusters2d", {})}
-    cfg.setdefault("robustness", {})
+    cfg["robustness"] = robustness.merged_config(cfg.get("robustness"))
     cfg["explain"] = {**attribution.EXPLAIN_DEFAULTS, **cfg.get("explain", {})}
     cfg["actmax"] = {**actmax.ACTMAX_DEFAULTS, **cfg.get("actmax", {})}
     cfg["roar"] = {**roar.ROAR_DEFAULTS, **cfg.get("roar", {})}
@@ -154,7 +204,18 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
                 except ValueError as exc:
                     raise ConfigError(f"{where} ({reg!r} on {ds.name}/{arch}): {exc.args[0]}") from None
     _check_roar(cfg)
+    _check_paths(cfg)
     return cfg
+
+
+def _check_paths(cfg: dict) -> None:
+    """No two cells share a folder (paths compared as the file system resolves them)."""
+    seen = {}
+    for cell in cells(cfg):
+        folder = os.path.normcase(os.path.normpath(cell.path))
+        if folder in seen:
+            raise ConfigError(f"cells {seen[folder]!r} and {cell.path!r} would write to one folder; rename one")
+        seen[folder] = cell.path
 
 
 def used_regularizers(cfg: dict) -> list[str]:
@@ -238,9 +299,6 @@ def _check_roar(cfg: dict) -> None:
     if r["learner"]["arch"] is not None and r["learner"]["arch"] not in models.MODELS:
         raise ConfigError(f"roar.learner.arch: {r['learner']['arch']!r} is not valid; valid: {sorted(models.MODELS)}")
     _check_variant(r["learner"]["reg"], cfg["regularizers"], "roar.learner.reg")
-    unknown = set(r["train"]) - set(TRAIN_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"roar.train: unknown key(s) {sorted(unknown)}; valid: {sorted(TRAIN_DEFAULTS)}")
 
 
 def _check_variant(name: str, variants: dict, where: str) -> None:
@@ -379,3 +437,17 @@ def config_doc(schema_path: str | Path = SCHEMA_PATH) -> str:
         keys = ", ".join(f"`{k}` ({v})" for k, v in cls.params.items()) or "—"
         lines.append(f"| `{kind}` | {keys} | {cls.summary.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"
+
+
+def canonical(value, defaults=None):
+    """A params value in one form: mappings with sorted keys (recursively), and a whole number given
+    where the default is a float (`lr: 1`) as that float, so that reordering a config or writing a
+    number another way changes no job's params."""
+    if isinstance(value, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
+        return {key: canonical(value[key], defaults.get(key)) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    if isinstance(defaults, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value

@@ -9,7 +9,11 @@ from reglens import models as reglens_models
 from reglens import plots as reglens_plots
 from reglens import regularizers as reglens_regularizers
 
+from reglens.train import TRAIN_DEFAULTS, merged_train_config
+
 REPO = Path(workflow.basedir).parent
+# the float defaults a whole number given in their place is read as (`lr: 1` is `lr: 1.0`)
+PARAM_DEFAULTS = {"train": TRAIN_DEFAULTS, "regularizer": None}
 try:
     for configfile in workflow.configfiles:  # Snakemake's YAML reader keeps a duplicated key's last value
         reglens_config.load_yaml(configfile)
@@ -47,7 +51,7 @@ ENABLED = [stage for stage in reglens_aggregate.OPTIONAL if CFG[stage]["enabled"
 wildcard_constraints:
     study=r"[a-z0-9_]+",
     arch=r"[a-z0-9_]+",
-    reg=r"[a-z0-9_.\-]+(\+[a-z0-9_.\-]+)*",
+    reg=r"[a-z0-9_][a-z0-9_.\-]*(\+[a-z0-9_][a-z0-9_.\-]*)*",
     seed=r"\d+",
     dataset=r"[a-z0-9_]+",
 
@@ -160,19 +164,24 @@ def raw_flag(wildcards):
 def train_params(wildcards):
     cell = cell_of(wildcards)
     study = CFG["studies"][cell.study]
-    return {
+    return canonical({
         "cell": cell.as_dict(),
         "regularizer": reglens_regularizers.resolve(cell.reg, CFG["regularizers"]),
-        "train": study["train"],
+        "train": merged_train_config(study["train"]),
         "model": study["model"],
-    }
+    })
+
+
+def canonical(value):
+    """A rule's params in one form (keys sorted, defaults merged, numbers as their default's type), so that
+    reordering the config or writing a default out reruns nothing."""
+    return reglens_config.canonical(value, PARAM_DEFAULTS)
 
 
 def roar_settings():
     """What every ROAR point depends on besides its learner (a param: a change reruns the retrains)."""
-    return {key: ROAR[key] for key in ("fractions", "modes", "retrain_seeds", "fill", "noise", "dither", "fit_floor", "leakage",
-                                       "detector",
-                                       "batch_size", "options")}
+    return canonical({key: ROAR[key] for key in ("fractions", "modes", "retrain_seeds", "fill", "noise", "dither",
+                                                 "fit_floor", "leakage", "detector", "batch_size", "options")})
 
 
 def learner_of(cell):
@@ -184,7 +193,7 @@ def learner_of(cell):
         "arch": arch,
         "reg": ROAR["learner"]["reg"],
         "regularizer": reglens_regularizers.resolve(ROAR["learner"]["reg"], CFG["regularizers"]),
-        "train": {**study["train"], **ROAR["train"]},
+        "train": merged_train_config({**study["train"], **ROAR["train"]}),
         "model": {**study["model"], **({"width": width} if width else {})},
     }
 
@@ -195,14 +204,14 @@ def roar_baseline_file(cell):
 
 def roar_learner(wildcards):
     cell = cell_of(wildcards)
-    return {**learner_of(cell), "meta": {"cell": cell.as_dict(), "method": wildcards.method}}
+    return canonical({**learner_of(cell), "meta": {"cell": cell.as_dict(), "method": wildcards.method}})
 
 
 def roar_baseline_learner(wildcards):
     """The learner of the study's base cells whose learner arch is `wildcards.learner`."""
     base = next(cell for cell in roar_cells() if cell.study == wildcards.study
                 and learner_of(cell)["arch"] == wildcards.learner)
-    return learner_of(base)
+    return canonical(learner_of(base))
 
 
 def roar_cells():

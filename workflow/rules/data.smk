@@ -26,7 +26,7 @@ rule prepare_data:
         f"{DATA_ROOT}/data/{{dataset}}.pt",
     params:
         downloads_dir=f"{DATA_ROOT}/downloads/{{dataset}}",
-        options=lambda wildcards: CFG["data"].get(wildcards.dataset, {}),  # the toy dataset's settings
+        options=lambda wildcards: canonical(CFG["data"].get(wildcards.dataset, {})),  # the toy dataset's settings
     log:
         "logs/prepare_data/{dataset}.log",
     conda:
@@ -41,7 +41,7 @@ rule plant_shortcut:
     output:
         f"{DATA_ROOT}/data/shortcut/{{study}}.pt",
     params:
-        settings=lambda wildcards: CFG["studies"][wildcards.study]["shortcut"],
+        settings=lambda wildcards: canonical(CFG["studies"][wildcards.study]["shortcut"]),
     wildcard_constraints:
         study=one_of(SHORTCUT_STUDIES),
     log:

@@ -12,7 +12,7 @@ if DISSECT["broden"]["source"] != "folder":
         output:
             directory(broden_root()),
         params:
-            broden=DISSECT["broden"],
+            broden=canonical(DISSECT["broden"]),
             downloads_dir=f"{DATA_ROOT}/downloads/broden",
             offline_dir=CFG["data"]["offline_dir"],
         log:
@@ -31,8 +31,8 @@ rule decode_broden:
     output:
         directory(f"{DATA_ROOT}/broden_decoded"),
     params:
-        view={k: DISSECT[k] for k in ("categories", "conventions")},
-        sizes=broden_sizes(),
+        view=canonical({k: DISSECT[k] for k in ("categories", "conventions")}),
+        sizes=canonical(broden_sizes()),
     log:
         "logs/decode_broden.log",
     threads: 4
@@ -52,7 +52,7 @@ rule dissect:
         summary=f"{DISSECT_DIR}/summary.json",
         top=f"{DISSECT_DIR}/top.pt",
     params:
-        cfg={k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")},
+        cfg=canonical({k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")}),
     log:
         "logs/dissect/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]
@@ -71,8 +71,8 @@ rule net2vec:
     output:
         f"{CELL_DIR}/concepts/net2vec.csv",
     params:
-        dissect={k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")},
-        cfg={k: v for k, v in CFG["net2vec"].items() if k != "enabled"},
+        dissect=canonical({k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")}),
+        cfg=canonical({k: v for k, v in CFG["net2vec"].items() if k != "enabled"}),
     log:
         "logs/net2vec/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]
@@ -90,7 +90,7 @@ rule lesion:
         curves=f"{CELL_DIR}/lesion/curves.csv",
         summary=f"{CELL_DIR}/lesion/summary.json",
     params:
-        cfg={k: v for k, v in CFG["lesion"].items() if k != "enabled"},
+        cfg=canonical({k: v for k, v in CFG["lesion"].items() if k != "enabled"}),
     log:
         "logs/lesion/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]

@@ -12,7 +12,7 @@ rule explain:
         mprt=f"{EXPLAIN_DIR}/mprt.csv",
         agreement=f"{EXPLAIN_DIR}/agreement.csv",
     params:
-        cfg=CFG["explain"],
+        cfg=canonical(CFG["explain"]),
     log:
         "logs/explain/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]
@@ -30,7 +30,7 @@ rule actmax:
         images=f"{EXPLAIN_DIR}/actmax.pt",
         table=f"{EXPLAIN_DIR}/actmax.csv",
     params:
-        cfg=CFG["actmax"],
+        cfg=canonical(CFG["actmax"]),
     log:
         "logs/actmax/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]

@@ -42,8 +42,8 @@ rule aggregate:
         history=f"{TABLES}/history.csv",
         weight_hist=f"{TABLES}/weight_hist.csv",
     params:
-        cells=[cell.record() for cell in CELLS],
-        roar_cells=CFG["roar"]["cells"],
+        cells=canonical([cell.record() for cell in CELLS]),
+        roar_cells=canonical(CFG["roar"]["cells"]),
         enabled=ENABLED,
     log:
         "logs/aggregate.log",
@@ -61,7 +61,7 @@ rule draw_figures:
     output:
         report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
     params:
-        cells=[cell.record() for cell in CELLS],
+        cells=canonical([cell.record() for cell in CELLS]),
         svg=CFG["figures"]["svg"],
     log:
         "logs/figures.log",
@@ -80,7 +80,7 @@ rule report:
     output:
         report("results/report.html", category="Report"),
     params:
-        config=reglens_config.used_config(CFG),
+        config=canonical({k: v for k, v in reglens_config.used_config(CFG).items() if k not in ("torch_threads", "device")}),
     log:
         "logs/report.log",
     conda:

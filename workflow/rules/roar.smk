@@ -20,7 +20,7 @@ rule roar_rank:
     output:
         f"{ROAR_DIR}/{{method}}/ranks.pt",
     params:
-        cfg={key: ROAR[key] for key in ("batch_size", "options")},
+        cfg=canonical({key: ROAR[key] for key in ("batch_size", "options")}),
     log:
         "logs/roar_rank/{study}/{arch}/{reg}/seed{seed}/{method}.log",
     threads: config["torch_threads"]
@@ -92,7 +92,7 @@ rule road:
         curves=f"{CELL_DIR}/road/curves.csv",
         scores=f"{CELL_DIR}/road/scores.csv",
     params:
-        cfg={key: value for key, value in CFG["road"].items() if key != "enabled"},
+        cfg=canonical({key: value for key, value in CFG["road"].items() if key != "enabled"}),
     log:
         "logs/road/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]

@@ -9,7 +9,7 @@ rule attack:
     output:
         attacks=f"{ROB_DIR}/attacks.csv",
     params:
-        cfg=CFG["robustness"],
+        cfg=canonical(CFG["robustness"]),
     log:
         "logs/attack/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]
@@ -34,7 +34,7 @@ rule diagnose:
         spectrum=f"{ROB_DIR}/spectrum.csv",
         pca=f"{ROB_DIR}/pca.csv",
     params:
-        cfg=CFG["robustness"],
+        cfg=canonical(CFG["robustness"]),
     log:
         "logs/diagnose/{study}/{arch}/{reg}/seed{seed}.log",
     threads: config["torch_threads"]

@@ -10,8 +10,8 @@ rule shortcut:
         scores=f"{CELL_DIR}/shortcut/scores.csv",
         maps=f"{CELL_DIR}/shortcut/maps.pt",
     params:
-        cfg=CFG["shortcut"],
-        options=CFG["explain"]["options"],
+        cfg=canonical(CFG["shortcut"]),
+        options=canonical(CFG["explain"]["options"]),
     wildcard_constraints:
         study=one_of(SHORTCUT_STUDIES),
     log:
