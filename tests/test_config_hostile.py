@@ -9,6 +9,7 @@ import string
 import pytest
 import yaml
 
+from conftest import REPO
 from reglens import cli, config
 
 BASE = {"regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-4}]},
@@ -144,3 +145,47 @@ def test_cli_errors_are_one_line_and_bounded(tmp_path, capsys):
     assert f"--measured {tmp_path / 'bench.json'}: not the JSON" in capsys.readouterr().err
     assert cli.main(["plan", "--configfile", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml does not exist" in capsys.readouterr().err
+
+
+def alias_bomb(path, under="_"):
+    """472 bytes whose aliases of aliases stand for 10^9 values (YAML's 'billion laughs')."""
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path.write_text(yaml.safe_dump(BASE) + f"{under}:\n" + "\n".join("  " + line for line in lines) + "\n")
+    return path
+
+
+def test_an_alias_bomb_is_refused_in_under_a_second_naming_the_key(tmp_path):
+    import time
+
+    for under in ("_", "notes"):
+        start = time.perf_counter()
+        with pytest.raises(config.ConfigError, match=rf"1,234,567,9[0-9][0-9] values once its YAML aliases are expanded .*"
+                                                     rf"most of them under {under}\.a8"):
+            config.load_yaml(alias_bomb(tmp_path / f"{under}.yaml", under))
+        assert time.perf_counter() - start < 1.0
+    assert config.load_yaml(REPO / "config" / "config.yaml")["studies"]    # the full study is far below the cap
+    big = tmp_path / "big.yaml"
+    big.write_text("x: " + "a" * (2 << 20))
+    with pytest.raises(config.ConfigError, match="bytes; a config is at most 1,048,576"):
+        config.load_yaml(big)
+
+
+def test_check_config_refuses_yte_templates_without_running_them(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    path = tmp_path / "yte.yaml"
+    path.write_text(yaml.safe_dump(BASE) + f"__use_yte__: true\n?__import__('os').system('touch {marker}'):\n  x: 1\n")
+    assert cli.main(["check-config", str(path)]) == 1
+    assert "__use_yte__ turns on Snakemake's YTE templates" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_the_workflow_refuses_an_alias_bomb_before_any_job(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(alias_bomb(tmp_path / "bomb.yaml"))],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "most of them under _.a8" in run.stdout + run.stderr

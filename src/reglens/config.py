@@ -45,11 +45,62 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+MAX_CONFIG_BYTES = 1 << 20          # a config is text a person writes: 1 MiB is far beyond any
+MAX_CONFIG_VALUES = 200_000         # values once YAML's aliases are expanded (config/config.yaml: 810)
+
+
+def _expanded(node: yaml.Node, memo: dict) -> int:
+    """How many values a YAML node stands for once its aliases are expanded (an alias is the node it
+    names, so shared nodes are counted once per use, each computed once)."""
+    if id(node) not in memo:
+        if isinstance(node, yaml.MappingNode):
+            memo[id(node)] = 1 + sum(_expanded(k, memo) + _expanded(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            memo[id(node)] = 1 + sum(_expanded(item, memo) for item in node.value)
+        else:
+            memo[id(node)] = 1
+    return memo[id(node)]
+
+
+def _check_size(root: yaml.Node, path) -> None:
+    """Refuse a document that expands beyond MAX_CONFIG_VALUES (an 'alias bomb': a few lines whose
+    aliases of aliases stand for billions of values), naming the key where it grows."""
+    memo: dict = {}
+    if _expanded(root, memo) <= MAX_CONFIG_VALUES:
+        return
+    where, node = [], root
+    while isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        children = ([(getattr(k, "value", "?"), v) for k, v in node.value] if isinstance(node, yaml.MappingNode)
+                    else [(f"[{i}]", v) for i, v in enumerate(node.value)])
+        name, child = max(children, key=lambda c: _expanded(c[1], memo))
+        if _expanded(child, memo) <= MAX_CONFIG_VALUES // 10:
+            break
+        where.append(str(name))
+        node = child
+    key = ".".join(where[:2]).replace(".[", "[") or "<top level>"
+    raise ConfigError(f"config file {path}: {_expanded(root, memo):,} values once its YAML aliases are expanded (at "
+                      f"most {MAX_CONFIG_VALUES:,}), most of them under {key}; write the values out or use fewer aliases")
+
+
 def load_yaml(path: str | Path) -> dict:
-    """A YAML file as a dict; a syntax error names the file, line and column; a duplicate key both lines."""
+    """A YAML file as a dict; a syntax error names the file, line and column; a duplicate key both lines.
+    Refused before anything is expanded: a file over 1 MiB, aliases that expand beyond
+    MAX_CONFIG_VALUES values, and Snakemake's YTE template marker (its expressions are Python)."""
     try:
+        size = os.path.getsize(path)
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path}: {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
         with open(path) as handle:
-            loaded = yaml.load(handle, Loader=_StrictLoader)
+            text = handle.read()
+        root = yaml.compose(text, Loader=_StrictLoader)
+        if root is not None:
+            _check_size(root, path)
+        if root is not None and isinstance(root, yaml.MappingNode) and any(
+                getattr(k, "value", None) == "__use_yte__" for k, _ in root.value):
+            raise ConfigError(f"config file {path}: __use_yte__ turns on Snakemake's YTE templates, whose ? expressions "
+                              "are Python that Snakemake runs while it reads the file; reglens configs are plain "
+                              "YAML: remove the key and write the values out")
+        loaded = yaml.load(text, Loader=_StrictLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as exc:
@@ -105,14 +156,20 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
-def _check_finite(value, where: str = "") -> None:
-    """Every number in the config finite (YAML's .nan and .inf, JSON's NaN and Infinity are refused)."""
+def _check_finite(value, where: str = "", seen: set | None = None) -> None:
+    """Every number in the config finite (YAML's .nan and .inf, JSON's NaN and Infinity are refused);
+    a mapping or list shared through a YAML alias is checked once."""
+    seen = set() if seen is None else seen
+    if isinstance(value, (dict, list)):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_finite(item, f"{where}.{key}" if where else str(key))
+            _check_finite(item, f"{where}.{key}" if where else str(key), seen)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_finite(item, f"{where}[{i}]")
+            _check_finite(item, f"{where}[{i}]", seen)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}: {value} is not a finite number; give a finite value")
 
