@@ -344,6 +344,9 @@ def test_broden_errors_name_the_file_row_and_problem(tmp_path):
     (root / "index.csv").write_text("\n".join(index[:3] + [index[3].replace(",8,8,", ",eight,8,")] + index[4:]))
     with pytest.raises(broden_io.BrodenFormatError, match=r"index.csv row 4: sh='eight' is not an integer"):
         broden_io.Broden(root)
+    (root / "index.csv").write_text("\n".join(index[:3] + [index[3].replace(",8,8,", ",-8,8,")] + index[4:]))
+    with pytest.raises(broden_io.BrodenFormatError, match=r"index.csv row 4: sh=-8 is outside \[1, 8192\]"):
+        broden_io.Broden(root)
     (root / "index.csv").write_text("\n".join(index[:3] + [index[3].split(",", 3)[0]] + index[4:]))
     with pytest.raises(broden_io.BrodenFormatError, match=r"index.csv row 4: 1 fields where the header has 11"):
         broden_io.Broden(root)
@@ -353,6 +356,22 @@ def test_broden_errors_name_the_file_row_and_problem(tmp_path):
     with pytest.raises(broden_io.BrodenFormatError, match=r"row 5, column scene: label 1992 is not listed"):
         broden_io.Broden(root)
     (root / "index.csv").write_text("\n".join(index))
+    labels = (root / "label.csv").read_text()
+    (root / "label.csv").write_text(labels + "9999999999,huge,x,1,1\n")
+    with pytest.raises(broden_io.BrodenFormatError, match=r"label.csv row \d+: number=9999999999 is outside \[0, 65535\]"):
+        broden_io.Broden(root)                                   # refused before an array of that size is made
+    (root / "label.csv").write_text(labels.splitlines()[0] + "\n")
+    with pytest.raises(broden_io.BrodenFormatError, match=r"label.csv lists no labels"):
+        broden_io.Broden(root)
+    (root / "label.csv").write_text(labels)
+    coverage = (root / "c_object.csv").read_text().splitlines()
+    header = coverage[0].split(",")
+    row = coverage[1].split(",")
+    row[header.index("coverage")] = "lots"
+    (root / "c_object.csv").write_text("\n".join([coverage[0], ",".join(row)] + coverage[2:]) + "\n")
+    with pytest.raises(broden_io.BrodenFormatError, match=r"c_object.csv row 2: coverage='lots' is not a number"):
+        broden_io.Broden(root)
+    (root / "c_object.csv").write_text("\n".join(coverage) + "\n")
     plane = np.full((8, 8), 1992, dtype=np.int32)
     Image.fromarray(np.stack([plane % 256, plane // 256, 0 * plane], -1).astype(np.uint8)).save(
         root / "images" / "im2_color.png")

@@ -101,4 +101,6 @@ def test_run_cell_outputs_agree_with_the_model(digits_file, digits, tmp_path):
     assert saved["provenance"]["torch_version"] == torch.__version__ and saved["seed"] == 0
     history = pd.read_csv(out / "history.csv")
     assert list(history.epoch) == [1, 2] and history.test_acc.iloc[-1] == pytest.approx(metrics["test_acc"])
-    assert not (out / "train_state.pt").exists()
+    assert not (out / "train_state.pt").exists() and not (out / ".train_state.pt.integrity").exists()
+    assert sorted(p.name for p in out.glob(".*.integrity")) == sorted(f".{p.name}.integrity" for p in out.iterdir()
+                                                                      if not p.name.startswith("."))

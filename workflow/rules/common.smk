@@ -97,7 +97,7 @@ def study_dataset_file(wildcards):
 
 
 def existing_only(paths):
-    """With `--config partial=true`, only the files that exist (report what is there, list the rest)."""
+    """With `--config partial=True`, only the files that exist (report what is there, list the rest)."""
     return [p for p in paths if Path(p).exists()] if CFG["partial"] else paths
 
 

@@ -58,11 +58,28 @@ def _need(row: dict, keys, path: Path) -> None:
         raise BrodenFormatError(f"{path}: columns {missing} missing; found {sorted(row)}")
 
 
-def _integer(row: dict, key: str, path: Path, line: int) -> int:
+MAX_LABEL = 65535       # a mask pixel's label is red + 256 * green: at most 65,535 (Broden 1: 1,197)
+MAX_SIDE = 8192         # image and segmentation sides in index.csv (Broden: 224 and 112)
+
+
+def _integer(row: dict, key: str, path: Path, line: int, low: int | None = None, high: int | None = None) -> int:
     value = row.get(key)
     if value is None or not re.fullmatch(r"\s*-?\d+\s*", value):
         raise BrodenFormatError(f"{path} row {line}: {key}={value!r} is not an integer")
-    return int(value)
+    number = int(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise BrodenFormatError(f"{path} row {line}: {key}={number} is outside [{low}, {high}]")
+    return number
+
+
+def _number(row: dict, key: str, path: Path, line: int) -> float:
+    try:
+        value = float(row[key])
+    except (TypeError, ValueError):
+        raise BrodenFormatError(f"{path} row {line}: {key}={row.get(key)!r} is not a number") from None
+    if not np.isfinite(value):
+        raise BrodenFormatError(f"{path} row {line}: {key}={value} is not a finite number")
+    return value
 
 
 @dataclass
@@ -108,8 +125,10 @@ class Broden:
 
         label_path = self.root / "label.csv"
         label_rows = _read_csv(label_path)
+        if not label_rows:
+            raise BrodenFormatError(f"{label_path} lists no labels (a header and no rows)")
         _need(label_rows[0], ["number", "name"], label_path)
-        numbers = [_integer(r, "number", label_path, row) for row, r in enumerate(label_rows, start=2)]
+        numbers = [_integer(r, "number", label_path, row, 0, MAX_LABEL) for row, r in enumerate(label_rows, start=2)]
         size = max(numbers) + 1
         self.names = ["-"] * size
         for number, r in zip(numbers, label_rows):
@@ -127,7 +146,7 @@ class Broden:
                 _need(r, ["number", "coverage"], path)
                 number = _integer(r, "number", path, row)
                 if 0 < number < size:
-                    coverage[number, c] = float(r["coverage"])
+                    coverage[number, c] = _number(r, "coverage", path, row)
                     self.in_category[number, c] = True
         if ties == "first":
             self.primary = np.where(self.in_category.any(1), coverage.argmax(1), -1)  # -1: unused label
@@ -158,7 +177,7 @@ class Broden:
                         masks.append(item)
             if drop_unlabelled and not masks and not image_labels:
                 continue
-            self.images.append(ImageEntry(r["image"], r["split"], *(_integer(r, k, index_path, row) for k in
+            self.images.append(ImageEntry(r["image"], r["split"], *(_integer(r, k, index_path, row, 1, MAX_SIDE) for k in
                                                                      ("ih", "iw", "sh", "sw")), masks, image_labels, row))
         if not self.images:
             raise BrodenFormatError(f"{index_path}: no image has a label in the categories {self.categories}")

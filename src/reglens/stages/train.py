@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from reglens.device import resolve_device
-from reglens.io import DamagedFile, load_torch, provenance, torch_save, write_csv, write_json
+from reglens.io import DamagedFile, load_torch, provenance, sidecar, torch_save, write_csv, write_json
 from reglens import regularizers, robustness
 from reglens.stages.common import load_dataset, save_model
 from reglens.train import merged_train_config, train
@@ -39,6 +39,7 @@ class FileCheckpoint:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        sidecar(self.path).unlink(missing_ok=True)            # its integrity record goes with it
 
 
 REGION_RESOLUTION = 96  # grid points per side of the toy study's decision-region maps
