@@ -232,3 +232,35 @@ def test_a_diverging_last_step_is_caught_by_the_final_evaluation(digits_file, tm
             run_cell(digits_file, tmp_path / "cell", {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
                      {"epochs": 1, "batch_size": 4096, "lr": 1e38, "momentum": 0.0}, {"width": 0.25}, device="cpu")
     assert not (tmp_path / "cell" / "model.pt").exists()
+
+
+def test_a_job_orphaned_by_a_killed_snakemake_keeps_what_it_finishes(tmp_path):
+    """kill -9 of Snakemake alone while a cell trains: the training job goes on and finishes; after
+    `--unlock` the rerun keeps its files (same bytes) and schedules no training job."""
+    import signal
+    import time
+
+    cfg = {**TINY, "studies": {"tiny": {**TINY["studies"]["tiny"], "regularizers": ["none"],
+                                        "train": {"epochs": 40, "batch_size": 64}}}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/tiny/simplecnn/none/seed0/metrics.json"
+    cell = tmp_path / "results" / "tiny" / "simplecnn" / "none" / "seed0"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
+               str(tmp_path), "--configfile", str(tmp_path / "tiny.yaml"), "--cores", "1", target]
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (cell / "train_state.pt").exists():                  # training has run an epoch
+        assert time.time() < deadline and parent.poll() is None, "training did not start"
+        time.sleep(0.2)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    outputs = [cell / name for name in ("model.pt", "metrics.json", "history.csv")]
+    while not (all(io.finished(p) for p in outputs) and not (cell / "train_state.pt").exists()):
+        assert time.time() < deadline, "the orphaned job did not finish"
+        time.sleep(0.5)
+    assert (tmp_path / ".snakemake" / "incomplete").exists()        # Snakemake never saw the job end
+    before = file_hashes(cell)
+    run_snakemake(tmp_path, "--unlock")
+    assert "train" not in [rule for rule, _ in jobs_of(run_snakemake(tmp_path, "-n", target))]
+    run_snakemake(tmp_path, target)
+    assert file_hashes(cell) == before

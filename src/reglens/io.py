@@ -127,6 +127,17 @@ def check_intact(path) -> None:
         raise DamagedFile(f"{path} is damaged: its content changed after it was written. " + fix_hint(path))
 
 
+def finished(path) -> bool:
+    """Whether `path` is a file exactly as its writer finished it: its integrity record (written after
+    the file itself was renamed into place) matches its size and sha256."""
+    path, record_path = Path(path), sidecar(path)
+    try:
+        record = json.loads(record_path.read_text())
+        return path.stat().st_size == record["size"] and sha256sum(path) == record["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

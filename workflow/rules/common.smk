@@ -64,6 +64,31 @@ def cell_of(wildcards):
         raise WorkflowError(str(error)) from None
 
 
+def keep_finished_outputs(marker_folder=".snakemake/incomplete"):
+    """Snakemake marks a job's outputs incomplete when the job starts and unmarks them when it sees the
+    job end. A job whose Snakemake died (kill -9 of Snakemake alone) goes on and finishes, but its
+    outputs stay marked, and the next run would delete them and run the job again. reglens writes
+    every output atomically with an integrity record, so an output whose record matches it is
+    finished: its mark is removed here, before the DAG is built. (Marks are Snakemake's files: one
+    per output, named by the output path in URL-safe base64, split into '@'-prefixed folders.)"""
+    import base64
+
+    for marker in Path(marker_folder).rglob("*"):
+        if not marker.is_file():
+            continue
+        parts = marker.relative_to(marker_folder).parts
+        try:
+            output = base64.urlsafe_b64decode("".join(part.removeprefix("@") for part in parts)).decode()
+        except (ValueError, UnicodeDecodeError):
+            continue                                        # not a mark of an output (Snakemake's own files)
+        if reglens_io.finished(output):
+            marker.unlink()
+
+
+if workflow.is_main_process:
+    keep_finished_outputs()
+
+
 def checked(path):
     """`path`, after checking it against the integrity record written with it: a damaged file stops
     the run here, before any job starts, so nothing built from it is deleted."""
