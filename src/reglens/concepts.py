@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from reglens import attribution
+from reglens import attribution, dissect
 
 NET2VEC_DEFAULTS = {"enabled": True, "images": 2000, "val_fraction": 0.3, "min_pixels": 200, "max_concepts": 60,
                     "categories": ["color", "object", "part", "material"], "epochs": 30, "lr": 0.05,
@@ -33,8 +33,8 @@ def upsample(features: torch.Tensor, shape) -> torch.Tensor:
     is larger than the mask, as PIL's resize and dissection's default (reglens.dissect.resize_maps)."""
     if tuple(features.shape[-2:]) == tuple(shape):
         return features
-    shrinking = any(m > s for m, s in zip(features.shape[-2:], tuple(shape)))
-    return F.interpolate(features, size=tuple(shape), mode="bilinear", align_corners=False, antialias=shrinking)
+    return F.interpolate(features, size=tuple(shape), mode="bilinear", align_corners=False,
+                         antialias=dissect.shrinks(features.shape, shape))
 
 
 def concept_masks(planes: torch.Tensor, concepts: torch.Tensor) -> torch.Tensor:

@@ -192,7 +192,6 @@ def _check_names(cfg: dict) -> None:
                               f"reserved: {list(RESERVED_STUDIES)}")
 
 
-
 def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate a config dict and return a copy with defaults filled in. Raises ConfigError naming
     the offending key and the valid choices."""

@@ -103,16 +103,16 @@ def _fit_detector(x, removed, mean, std, cfg: dict, seed: int) -> tuple[MaskDete
     finite = True
     for _ in range(cfg["epochs"]):
         order = torch.randperm(len(x), generator=gen, device=x.device)
+        bad = torch.zeros((), dtype=torch.bool, device=x.device)    # read once per epoch: no sync per step
         for i in range(0, len(x), cfg["batch_size"]):
             batch = order[i:i + cfg["batch_size"]]
             loss = F.binary_cross_entropy_with_logits(detector(x[batch]), target[batch])
-            if not torch.isfinite(loss):
-                finite = False
-                break
+            bad |= ~torch.isfinite(loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if not finite:
+        if bool(bad):
+            finite = False
             break
     detector.eval()
     correct = (_logits(detector, x, cfg["batch_size"]) > 0) == removed
@@ -153,9 +153,9 @@ def detect_removed(x_train, removed_train, x_test, removed_test, mean, std, cfg:
         test_logits += _logits(detector, x_test, cfg["batch_size"])
     recovered_test = test_logits > 0
     hit = recovered_test == removed_test
-    rates = [float(hit[removed_test == side].float().mean()) if bool((removed_test == side).any()) else float("nan")
-             for side in (True, False)]
-    balanced = sum(r for r in rates if r == r) / max(1, sum(r == r for r in rates))
+    rates = [float(hit[removed_test == side].float().mean()) for side in (True, False)
+             if bool((removed_test == side).any())]                # a side with no pixels has no hit rate
+    balanced = sum(rates) / len(rates)
     return {"detector_acc": float(hit.float().mean()), "detector_base": _majority(removed_test),
             "detector_balanced_acc": balanced, "detector_status": "fitted" if fitted else "underfit",
             "recovered_train": recovered_train, "recovered_test": recovered_test}

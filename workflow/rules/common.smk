@@ -8,12 +8,11 @@ from reglens import io as reglens_io
 from reglens import models as reglens_models
 from reglens import plots as reglens_plots
 from reglens import regularizers as reglens_regularizers
-
 from reglens.train import TRAIN_DEFAULTS, merged_train_config
 
 REPO = Path(workflow.basedir).parent
 # the float defaults a whole number given in their place is read as (`lr: 1` is `lr: 1.0`)
-PARAM_DEFAULTS = {"train": TRAIN_DEFAULTS, "regularizer": None}
+PARAM_DEFAULTS = {"train": TRAIN_DEFAULTS}
 try:
     for configfile in workflow.configfiles:  # Snakemake's YAML reader keeps a duplicated key's last value
         reglens_config.load_yaml(configfile)
