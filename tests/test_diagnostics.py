@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from reglens import aggregate, config, data, models, regularizers, robustness
+from reglens import analyses, config, data, layout, models, regularizers, robustness  # noqa: F401
 from reglens.data import clusters2d
 from reglens.regularizers.smoothness import square_jacobian_det
 from reglens.stages.train import FileCheckpoint
@@ -26,8 +26,10 @@ def test_generalization_gap_is_the_last_history_rows_difference(tmp_path):
     history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.2], "test_loss": [1.1, 0.9, 0.8],
                             "train_acc": [0.5, 0.8, 0.9], "test_acc": [0.5, 0.7, 0.75]})
     history.to_csv(tmp_path / "history.csv", index=False)
-    (tmp_path / "metrics.json").write_text(json.dumps({k: 1.0 for k in aggregate.TRAIN_METRICS}))
-    out = aggregate.STAGES["train"][1](tmp_path / "metrics.json")
+    keys = ["train_acc", "train_loss", "test_acc", "test_loss", "train_seconds", "images_per_s"]
+    (tmp_path / "metrics.json").write_text(json.dumps({k: 1.0 for k in keys}))
+    train = layout.REGISTRY["train"]
+    out = train.read({key: tmp_path / name for key, name in train.outputs.items()})
     assert out["gap_final"] == pytest.approx(0.8 - 0.2) and out["gap_max"] == pytest.approx(0.6)
 
 

@@ -17,7 +17,7 @@ from reglens.data import broden as broden_io
 from reglens.data.download import ChecksumError, md5sum
 from reglens.data.synthetic_broden import CATEGORIES, label_numbers, write_broden
 from reglens.models.base import Normalize
-from reglens.stages.common import save_model
+from reglens.stages.common import analysis_outputs, save_model
 from reglens.stages.data import fetch_broden
 from reglens.stages.dissect import run_dissect
 
@@ -236,12 +236,13 @@ def test_run_dissect_writes_units_summary_and_figure_data(known, tmp_path):
     model = models.build("simplecnn", 3, 32, 10, width=0.25)
     save_model(model, "simplecnn", {"in_channels": 3, "input_size": 32, "num_classes": 10, "width": 0.25},
                 tmp_path / "model.pt")
-    summary = run_dissect(tmp_path / "model.pt", root, tmp_path / "out",
+    out = analysis_outputs("dissect", tmp_path / "cell")
+    summary = run_dissect(tmp_path / "model.pt", root, out,
                                   {"input_size": 32, "workers": 0, "top_units": 3, "top_images": 2}, "cpu")
-    units = __import__("pandas").read_csv(tmp_path / "out" / "units.csv")
+    units = __import__("pandas").read_csv(out["units"])
     assert len(units) == summary["total"]["units"] == 8 + 16
     assert summary["counting"] == dissect.COUNTING
-    shown = torch.load(tmp_path / "out" / "top.pt", weights_only=True)
+    shown = torch.load(out["top"], weights_only=True)
     assert len(shown) == 3 and shown[0]["images"].shape == (2, 3, 32, 32)
     assert [s["iou"] for s in shown] == sorted(units.iou, reverse=True)[:3]
 

@@ -12,8 +12,9 @@ import torch
 import yaml
 
 from conftest import REPO, file_hashes, jobs_of, run_snakemake
-from reglens import aggregate, config, io
+from reglens import analyses, config, io, layout  # noqa: F401  (analyses: the registry)
 from reglens.data import download
+from reglens.stages.common import analysis_outputs
 from reglens.stages.train import run_cell
 from reglens.train import NonFiniteLoss
 
@@ -34,7 +35,9 @@ TINY = {
 TIMED = ("metrics.json", "history.csv", ".metrics.json.integrity", ".history.csv.integrity")
 # every per-cell file of a cell (with dissection and ROAD off): rebuilding it is the point, not redrawing
 # figures (tested in test_workflow); Snakemake does not rerun the table for inputs that are missing
-CELL_FILES = aggregate.stage_files("results/tiny/simplecnn/l2/seed0", enabled=())
+CELL_FILES = [path for analysis in layout.REGISTRY.values() if analysis.inputs != "points" and not analysis.switch
+              and not analysis.shortcut_only and not analysis.base_cells_only
+              for path in [analysis.target({"study": "tiny", "arch": "simplecnn", "reg": "l2", "seed": 0})]]
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +136,7 @@ def test_damaged_model_stops_the_run_and_its_cell_rebuilds_identically(study):
     model.unlink()
     run_snakemake(study, rel)
     run_snakemake(study, "results/tiny/simplecnn/l2/seed0/explain/maps.pt",
-                  *aggregate.stage_files("results/tiny/simplecnn/none/seed0", enabled=()))
+                  *[path.replace("/l2/", "/none/") for path in CELL_FILES])
     assert_rebuilt_identically(before, results(study))
 
 
@@ -212,12 +215,12 @@ def test_same_inputs_same_bytes(tmp_path):
 
 def test_unreadable_checkpoint_is_replaced_with_a_warning(digits_file, tmp_path):
     args = ({"arch": "simplecnn", "reg": "none", "seed": 0}, [], {"epochs": 2, "batch_size": 256}, {"width": 0.25})
-    clean = run_cell(digits_file, tmp_path / "clean", *args, device="cpu")
+    clean = run_cell(digits_file, analysis_outputs("train", tmp_path / "clean"), *args, device="cpu")
     cell = tmp_path / "cell"
     cell.mkdir()
     (cell / "train_state.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
     with pytest.warns(UserWarning, match="ignoring the epoch checkpoint: .*train_state.pt cannot be read"):
-        resumed = run_cell(digits_file, cell, *args, device="cpu")
+        resumed = run_cell(digits_file, analysis_outputs("train", cell), *args, device="cpu")
     assert resumed["resumed_from_epoch"] == 0 and resumed["test_loss"] == clean["test_loss"]
     assert (cell / "model.pt").read_bytes() == (tmp_path / "clean" / "model.pt").read_bytes()
     assert not (cell / "train_state.pt").exists()
@@ -229,7 +232,7 @@ def test_a_diverging_last_step_is_caught_by_the_final_evaluation(digits_file, tm
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(NonFiniteLoss, match="final model's training loss"):
-            run_cell(digits_file, tmp_path / "cell", {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
+            run_cell(digits_file, analysis_outputs("train", tmp_path / "cell"), {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
                      {"epochs": 1, "batch_size": 4096, "lr": 1e38, "momentum": 0.0}, {"width": 0.25}, device="cpu")
     assert not (tmp_path / "cell" / "model.pt").exists()
 

@@ -1,4 +1,5 @@
-"""The package's three layers, read from its imports: core (math) <- stages (I/O) <- workflow."""
+"""The package's layers, read from its imports: core (math) <- stages (I/O) <- workflow; module size;
+the study's shape (cell paths, per-cell file names) spelled in reglens.layout and reglens.analyses only."""
 import ast
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import pytest
 from conftest import REPO
 
 SRC = REPO / "src" / "reglens"
-BASE = {"reglens", "reglens.io", "reglens.device"}
-REPORTING = {"reglens.aggregate", "reglens.plots", "reglens.report", "reglens.readme"}
+BASE = {"reglens", "reglens.io", "reglens.device", "reglens.layout"}
+REPORTING = {"reglens.aggregate", "reglens.analyses", "reglens.report", "reglens.readme"}
 TOP = {"reglens.config", "reglens.__main__", "reglens.cli", "reglens.plan", "reglens.status"}
 
 
@@ -55,7 +56,7 @@ def layer(name):
         return "base"
     if name.startswith("reglens.stages"):
         return "stages"
-    if name in REPORTING:
+    if name in REPORTING or name == "reglens.plots" or name.startswith("reglens.plots."):
         return "reporting"
     if name in TOP:
         return "top"

@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from reglens import aggregate, report
+from reglens import analyses, layout, measures, report
 from reglens import stats as reglens_stats
+
+CARD = analyses.scorecard()
 
 
 def tidy_frame(values: dict, metric="gini", stage="explain"):
@@ -60,7 +62,7 @@ def test_scorecard_planted_effects_against_scipy():
     gini = pd.concat([tidy_frame({"none": [0.4] * 5, "up": [0.6] * 5, "flat": [0.4] * 5}, metric=f"{m}_gini")
                       for m in ("saliency", "gradcam")]
                      + [tidy_frame({"none": [0.0] * 5, "up": [0.9] * 5, "flat": [0.0] * 5}, metric="random_gini")])
-    card = reglens_stats.scorecard(pd.concat([acc, ece, gini])).set_index(["reg", "measure"])
+    card = reglens_stats.scorecard(pd.concat([acc, ece, gini]), CARD).set_index(["reg", "measure"])
     up = card.loc[("up", "test_acc")]
     diff = acc[acc.reg == "up"].value.to_numpy() - base
     assert up.mean_diff == pytest.approx(diff.mean()) and up.n_pairs == 5
@@ -71,13 +73,13 @@ def test_scorecard_planted_effects_against_scipy():
     assert np.isnan(card.loc[("flat", "ece")].p_value)  # identical seeds: the t statistic is undefined
     ps = card.p_value.tolist()
     assert card.p_holm.tolist() == pytest.approx(reglens_stats.holm(ps), nan_ok=True)  # one panel: one family
-    assert bool(card.loc[("up", "test_acc")].significant) and measures.by_name("ece").better == -1
+    assert bool(card.loc[("up", "test_acc")].significant) and measures.by_name("ece", CARD).better == -1
     # a study without `none` is measured against its own baseline (the TUKL study's weight decay)
-    other = reglens_stats.scorecard(acc[acc.reg != "none"], baselines={"s": "flat"}).set_index(["reg", "measure"])
+    other = reglens_stats.scorecard(acc[acc.reg != "none"], CARD, baselines={"s": "flat"}).set_index(["reg", "measure"])
     assert set(other.index) == {("up", "test_acc")} and other.loc[("up", "test_acc")].baseline == "flat"
     assert other.loc[("up", "test_acc")].mean_diff == pytest.approx(
         (acc[acc.reg == "up"].value.to_numpy() - acc[acc.reg == "flat"].value.to_numpy()).mean())
-    assert reglens_stats.scorecard(acc[acc.reg != "none"]).empty  # no baseline in the panel: no rows
+    assert reglens_stats.scorecard(acc[acc.reg != "none"], CARD).empty  # no baseline in the panel: no rows
 
 
 def test_agreement_matches_scipy_and_its_interval_covers_the_population_value():
@@ -87,7 +89,7 @@ def test_agreement_matches_scipy_and_its_interval_covers_the_population_value():
             for i in range(12) for st, m, v in (("road", "road_score_saliency", x[i]),
                                                 ("boundary", "tv_isotropic_random", -x[i] + 0.3 * rng.normal()),
                                                 ("dissect", "dissect_unique_concepts", 3.0))]
-    table = reglens_stats.agreement(pd.DataFrame(rows)).set_index(["measure_a", "measure_b"])
+    table = reglens_stats.agreement(pd.DataFrame(rows), CARD).set_index(["measure_a", "measure_b"])
     tidy = pd.DataFrame(rows).pivot_table(index="reg", columns="metric", values="value")
     pair = table.loc[("road_score_saliency", "tv_isotropic_random")]
     assert pair.rho == pytest.approx(stats.spearmanr(tidy.road_score_saliency, tidy.tv_isotropic_random).statistic)
@@ -142,9 +144,9 @@ def write_tables(tidy, tables):
     summary.to_csv(tables / "summary.csv", index=False)
     reglens_stats.compare_to_baseline(tidy).to_csv(tables / "comparisons.csv", index=False)
     reglens_stats.ranking(summary).to_csv(tables / "ranking.csv", index=False)
-    reglens_stats.scorecard(tidy).to_csv(tables / "scorecard.csv", index=False)
-    reglens_stats.agreement(tidy).to_csv(tables / "agreement.csv", index=False)
-    pd.DataFrame(columns=aggregate.KEYS + ["stage", "file"]).to_csv(tables / "missing.csv", index=False)
+    reglens_stats.scorecard(tidy, CARD).to_csv(tables / "scorecard.csv", index=False)
+    reglens_stats.agreement(tidy, CARD).to_csv(tables / "agreement.csv", index=False)
+    pd.DataFrame(columns=layout.KEYS + ["stage", "file"]).to_csv(tables / "missing.csv", index=False)
 
 
 def test_report_is_self_contained_ordered_by_question_and_names_the_significant_change(tmp_path):

@@ -232,7 +232,7 @@ def test_figures_regenerate_from_cached_results_and_the_report_renders_in_chromi
     shutil.rmtree(study / "results" / "figures")
     (study / "results" / "report.html").unlink()
     assert jobs_of_dry_run(snakemake(study, "figures", "-n", env=env)) == {"draw_figures", "report", "figures"}
-    plots = src / "reglens" / "plots.py"
+    plots = src / "reglens" / "plots" / "cell.py"
     plots.write_text(plots.read_text().replace('fig, ax = plt.subplots(figsize=(5, 3.5))',
                                                'fig, ax = plt.subplots(figsize=(6, 4))', 1))
     ran = jobs_of_dry_run(snakemake(study, "all", "-n", env=env))

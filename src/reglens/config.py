@@ -5,7 +5,6 @@ import copy
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -14,6 +13,7 @@ import yaml
 from reglens import actmax, attribution, concepts, data, dissect, models, regularizers, roar, robustness, shortcut
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
+from reglens.layout import Cell, cell_path, parse_cell_path
 from reglens.train import TRAIN_DEFAULTS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -341,8 +341,8 @@ def expand_roar_cells(cfg: dict) -> list[str]:
                     if missing:
                         raise ConfigError(f"roar.cells[{i}].{key}: {missing} not in studies.{study}.{key} {s[key]}")
                     axes[key] = chosen
-                paths += [f"{study}/{a}/{r}/seed{k}" for a in axes["archs"] for r in axes["regularizers"]
-                          for k in axes["seeds"]]
+                paths += [cell_path({"study": study, "arch": a, "reg": r, "seed": k}) for a in axes["archs"]
+                          for r in axes["regularizers"] for k in axes["seeds"]]
         out += [p for p in paths if p not in out]
     return out
 
@@ -364,29 +364,6 @@ def _check_variant(name: str, variants: dict, where: str) -> None:
         raise ConfigError(f"{where}: {exc.args[0]}") from None
 
 
-@dataclass(frozen=True)
-class Cell:
-    study: str
-    dataset: str
-    arch: str
-    reg: str
-    seed: int
-    shortcut: bool = False  # the study plants a shortcut (reglens.shortcut)
-    groups: int | None = None  # filter groups of the study's group regularizers (for the group analysis)
-
-    @property
-    def path(self) -> str:
-        return f"{self.study}/{self.arch}/{self.reg}/seed{self.seed}"
-
-    def as_dict(self) -> dict:
-        return {"study": self.study, "dataset": self.dataset, "arch": self.arch, "reg": self.reg,
-                "seed": self.seed}
-
-    def record(self) -> dict:
-        """as_dict() plus what decides the cell's stages (aggregate and figures read it)."""
-        return {**self.as_dict(), "shortcut": self.shortcut, "groups": self.groups}
-
-
 GROUP_KINDS = ("group_norm", "group_activation")
 
 
@@ -399,15 +376,15 @@ def study_groups(cfg: dict, study: str) -> int | None:
 
 def cells(cfg: dict) -> list[Cell]:
     groups = {sname: study_groups(cfg, sname) for sname in cfg["studies"]}
-    return [Cell(sname, study["dataset"], arch, reg, seed, "shortcut" in study, groups[sname])
+    return [Cell(sname, study["dataset"], arch, reg, seed, "shortcut" in study, groups[sname],
+                 data.spec(study["dataset"]).inputs)
             for sname, study in cfg["studies"].items()
             for arch in study["archs"] for reg in study["regularizers"] for seed in study["seeds"]]
 
 
 def cell_at(cfg: dict, path: str) -> Cell:
     """The configured cell of a path study/arch/reg/seed<k>."""
-    study, arch, reg, seed = path.split("/")
-    return find_cell(cfg, study, arch, reg, int(seed.removeprefix("seed")))
+    return find_cell(cfg, *parse_cell_path(path))
 
 
 def find_cell(cfg: dict, study: str, arch: str, reg: str, seed: int) -> Cell:
@@ -419,7 +396,8 @@ def find_cell(cfg: dict, study: str, arch: str, reg: str, seed: int) -> Cell:
                                 ("seeds", int(seed), s["seeds"])):
         if value not in options:
             raise ConfigError(f"studies.{study}.{key}: {value!r} is not configured; configured: {options}")
-    return Cell(study, s["dataset"], arch, reg, int(seed), "shortcut" in s, study_groups(cfg, study))
+    return Cell(study, s["dataset"], arch, reg, int(seed), "shortcut" in s, study_groups(cfg, study),
+                data.spec(s["dataset"]).inputs)
 
 
 # ---------------------------------------------------------------- documentation from the schema

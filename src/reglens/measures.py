@@ -1,5 +1,6 @@
-"""What each measure in the tidy table means for the report: its group in the question, which way
-is better, and the range it can take. Pure: names and frames in, frames out."""
+"""What a measure of the tidy table means for the report: its group in the question, which way is
+better, and the range it can take (the scorecard's measures are in their analyses' records,
+reglens.analyses). Pure: names and frames in, frames out."""
 from __future__ import annotations
 
 import math
@@ -36,41 +37,6 @@ def is_random_method(metric: str) -> bool:
         or metric.startswith("random_")
 
 
-_METHOD = r"[a-z_]+"
-SCORECARD = [
-    Measure("test_acc", "test accuracy", "accuracy", +1, r"test_acc", "accuracy on the clean test set"),
-    Measure("gap", "generalization gap", "accuracy", -1, r"gap_final",
-            "test minus training loss at the last epoch (lower: less overfitting)"),
-    Measure("train_seconds", "training time (s)", "cost", -1, r"train_seconds", "wall-clock seconds to train the cell"),
-    Measure("pgd_acc", "PGD accuracy", "robustness", +1, r"pgd\d+_linf_acc@[0-9.e-]+",
-            "accuracy under the strongest PGD attack at the middle budget", middle_eps=True),
-    Measure("fgsm_acc", "FGSM accuracy", "robustness", +1, r"fgsm_linf_acc@[0-9.e-]+",
-            "accuracy under FGSM at the middle budget", middle_eps=True),
-    Measure("boundary_distance", "distance to boundary", "boundary", +1, r"boundary_distance_adversarial",
-            "mean distance from a test image to the decision boundary along adversarial planes"),
-    Measure("boundary_tv", "boundary TV", "boundary", -1, r"tv_isotropic_random",
-            "total variation of the predicted class over random planes per pixel (lower: smoother regions)"),
-    Measure("ece", "ECE", "calibration", -1, r"ece", "expected calibration error"),
-    Measure("nll", "NLL", "calibration", -1, r"nll", "negative log-likelihood on the test set"),
-    Measure("roar_score", "ROAR score", "faithfulness", +1, rf"roar_score_{_METHOD}",
-            "ROAR area between random and the method's removal curve, mean over methods"),
-    Measure("kar_score", "KAR score", "faithfulness", +1, rf"kar_score_{_METHOD}",
-            "KAR area between the method's keep curve and random, mean over methods"),
-    Measure("road_score", "ROAD score", "faithfulness", +1, rf"road_score_{_METHOD}",
-            "ROAD area between LeRF and MoRF curves of the cell's own model, mean over methods"),
-    Measure("mprt", "similarity to randomized model", "sanity", -1, rf"{_METHOD}_mprt_all_layers",
-            "Spearman correlation of maps before and after randomizing all layers, mean over methods "
-            "(lower: maps depend on what was learned)"),
-    Measure("gini", "map Gini", "complexity", +1, rf"{_METHOD}_gini",
-            "Gini index of |attribution| (higher: sparser, simpler maps), mean over methods"),
-    Measure("unique_concepts", "unique concepts", "concepts", +1, r"dissect_unique_concepts",
-            "Network Dissection: distinct concepts with a detector unit"),
-    Measure("detector_fraction", "detector fraction", "concepts", +1, r"dissect_detector_fraction",
-            "Network Dissection: fraction of units that detect a concept"),
-    Measure("shortcut_reliance", "shortcut reliance", "shortcut", -1, r"shortcut_reliance",
-            "accuracy on clean minus on mark-flipped test images"),
-]
-
 # measures compared with each other across cells (explainability and robustness): tidy metrics, one
 # per attribution method, and scorecard measures that pick one attack budget or average over methods
 AGREEMENT_METRICS = [r"roar_score_.+", r"kar_score_.+", r"road_score_.+", r".+_mprt_all_layers", r"method_agreement_mean",
@@ -99,8 +65,8 @@ def bounds(metric: str) -> tuple[float, float]:
     return -math.inf, math.inf
 
 
-def seed_values(tidy: pd.DataFrame, measures=SCORECARD) -> pd.DataFrame:
-    """One row per cell (study, dataset, arch, reg, seed) and scorecard measure: the metric's value,
+def seed_values(tidy: pd.DataFrame, measures: list[Measure]) -> pd.DataFrame:
+    """One row per cell (study, dataset, arch, reg, seed) and measure: the metric's value,
     or the mean over attribution methods of the per-method metrics (random excluded)."""
     present = set(tidy.metric)
     frames = []
@@ -115,5 +81,5 @@ def seed_values(tidy: pd.DataFrame, measures=SCORECARD) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
-def by_name(name: str) -> Measure:
-    return {m.name: m for m in SCORECARD}[name]
+def by_name(name: str, measures: list[Measure]) -> Measure:
+    return {m.name: m for m in measures}[name]

@@ -19,7 +19,10 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from reglens import attribution, config as config_mod, data, dissect, leakage, models, regularizers, robustness
+from reglens import analyses  # noqa: F401  (registers the analyses and their costs)
+from reglens import attribution, config as config_mod, data, dissect, layout, leakage, models, regularizers, robustness
+from reglens import roar as roar_mod
+from reglens.layout import Cell
 from reglens.train import effective_precision, merged_train_config
 
 # dense peak throughput, FLOP/s (NVIDIA H200 SXM datasheet: the H100 SXM's tensor-core rates)
@@ -77,74 +80,102 @@ def training_flops(fwd: float, train_cfg: dict, n_train: int, n_test: int, step_
     return steps + evaluation
 
 
-def jobs(cfg: dict) -> list[Job]:
-    """Every job of the workflow with its FLOPs (download, conversion and report jobs cost none)."""
-    out = []
-    spec = lambda name: data.spec(name)
-    explain, road, roar, dissect = cfg["explain"], cfg["road"], cfg["roar"], cfg["dissect"]
-    rob = robustness.merged_config(cfg["robustness"])
-    for cell in config_mod.cells(cfg):
-        study = cfg["studies"][cell.study]
-        ds = spec(cell.dataset)
-        width = study["model"].get("width", 1.0)
-        fwd = forward_flops(cell.arch, ds.channels, ds.size, ds.num_classes, width)
-        regs = regularizers.build(cell.reg, cfg["regularizers"])
-        precision = effective_precision(merged_train_config(study["train"])["precision"], regs)
-        out.append(Job("train", training_flops(fwd, study["train"], ds.train_size, ds.test_size, regs.step_cost()),
-                       precision))
-        attack_steps = len(rob["fgsm_eps"]) + len(rob["pgd_eps"]) * sum(rob["pgd_steps"])
-        out.append(Job("attack", fwd * rob["n_images"] * (GRADIENT * attack_steps + len(rob["fgsm_eps"]) + len(rob["pgd_eps"]))))
-        b = rob["boundary"]
-        out.append(Job("diagnose", fwd * (b["images"] * 2 * b["resolution"] ** 2 + ds.test_size + rob["pca_images"])))
-        if ds.inputs != "images":  # the 2-D toy study: no explanation, ROAD or dissection
-            continue
-        per_image = sum(attribution_cost(m, explain["options"]) for m in explain["methods"])
-        layers = weighted_layers(cell.arch, ds.channels, ds.size, ds.num_classes, width)
-        mprt = sum(attribution_cost(m, explain["options"]) for m in explain["mprt_methods"]) * layers
-        out.append(Job("explain", fwd * (per_image * (explain["figure_images"] + explain["metric_images"])
-                                         + mprt * explain["mprt_images"])))
-        out.append(Job("actmax", fwd * GRADIENT * cfg["actmax"]["steps"] * (ds.num_classes + 16)))
-        if road["enabled"]:
-            rank = sum(attribution_cost(m, road["options"]) for m in road["methods"])
-            out.append(Job("road", fwd * road["images"] * (rank + len(road["methods"]) * 2 * len(road["fractions"]))))
-        if dissect["enabled"]:
-            images = dissect["broden"]["synthetic"]["images"] if dissect["broden"]["source"] == "synthetic" else 63305
-            body = forward_flops(cell.arch, ds.channels, ds.size, ds.num_classes, width, dissect["input_size"])
-            out.append(Job("dissect", 2 * body * images))
-            if cfg["net2vec"]["enabled"]:  # the body over its images once per layer; the fit is small beside it
-                n2v = min(cfg["net2vec"]["images"], images)
-                out.append(Job("net2vec", body * n2v * len(models.MODELS[cell.arch].layer_names)))
-            if cfg["lesion"]["enabled"]:  # importance (one gradient per image), then each ablation's test pass
-                lz = cfg["lesion"]
-                passes = 1 + len(lz["ks"]) * (1 + lz["draws"])
-                out.append(Job("lesion", fwd * (GRADIENT * lz["train_images"] + passes * ds.test_size)))
-        if cell.shortcut:  # three test splits predicted, the methods on the marked images
-            per_image = sum(attribution_cost(m, explain["options"]) for m in cfg["shortcut"]["methods"])
-            out.append(Job("shortcut", fwd * (3 * ds.test_size + per_image * cfg["shortcut"]["images"])))
-    learners = {}
-    for path in roar["cells"]:
-        cell = config_mod.cell_at(cfg, path)
-        study = cfg["studies"][cell.study]
-        ds = spec(cell.dataset)
-        arch = roar["learner"]["arch"] or cell.arch
-        width = roar["learner"]["width"] or study["model"].get("width", 1.0)
-        base = forward_flops(cell.arch, ds.channels, ds.size, ds.num_classes, study["model"].get("width", 1.0))
-        fwd = forward_flops(arch, ds.channels, ds.size, ds.num_classes, width)
-        train_cfg = {**study["train"], **roar["train"]}
-        precision = merged_train_config(train_cfg)["precision"]
-        one = training_flops(fwd, train_cfg, ds.train_size, ds.test_size, regularizers.build(
-            roar["learner"]["reg"], cfg["regularizers"]).step_cost())
+@dataclass
+class CellCost:
+    """What an analysis's cost (reglens.layout.Analysis.cost) is computed from, for one cell."""
+    cfg: dict
+    cell: Cell
+    gradient: int = GRADIENT
+
+    def __post_init__(self):
+        self.study = self.cfg["studies"][self.cell.study]
+        self.ds = data.spec(self.cell.dataset)
+        self.width = self.study["model"].get("width", 1.0)
+        self.robustness = robustness.merged_config(self.cfg["robustness"])
+        self.regs = regularizers.build(self.cell.reg, self.cfg["regularizers"])
+        self.precision = effective_precision(merged_train_config(self.study["train"])["precision"], self.regs)
+
+    def forward(self, arch: str, width: float, input_size: int | None = None) -> int:
+        return forward_flops(arch, self.ds.channels, self.ds.size, self.ds.num_classes, width, input_size)
+
+    @property
+    def fwd(self) -> int:
+        """FLOPs of the cell's model on one image."""
+        return self.forward(self.cell.arch, self.width)
+
+    @property
+    def body(self) -> int:
+        """FLOPs of the named blocks on one image at the dissection's input size."""
+        return self.forward(self.cell.arch, self.width, self.cfg["dissect"]["input_size"])
+
+    @property
+    def broden_images(self) -> int:
+        broden = self.cfg["dissect"]["broden"]
+        return broden["synthetic"]["images"] if broden["source"] == "synthetic" else BRODEN_IMAGES
+
+    @property
+    def layers(self) -> int:
+        return weighted_layers(self.cell.arch, self.ds.channels, self.ds.size, self.ds.num_classes, self.width)
+
+    @property
+    def named_layers(self) -> int:
+        return len(models.MODELS[self.cell.arch].layer_names)
+
+    def methods_cost(self, methods, options: dict) -> float:
+        """Forward-pass equivalents per image of running every attribution method."""
+        return sum(attribution_cost(m, options) for m in methods)
+
+    def training(self, train_cfg: dict, step_cost: float = 1.0, fwd: float | None = None) -> float:
+        return training_flops(self.fwd if fwd is None else fwd, train_cfg, self.ds.train_size, self.ds.test_size,
+                              step_cost)
+
+    def roar_jobs(self) -> list[tuple]:
+        """ROAR's jobs for this base cell: per method a ranking and its retrains (with the detector
+        controls); and the study's random baseline, shared by the base cells of one learner."""
+        roar = self.cfg["roar"]
+        learner = roar_mod.learner_of(self.cfg, self.cell.study, self.cell.arch)
+        fwd = self.forward(learner["arch"], learner["model"].get("width", 1.0))
+        one = self.training(learner["train"], regularizers.build(learner["reg"], self.cfg["regularizers"]).step_cost(),
+                            fwd)
+        precision = learner["train"]["precision"]
         runs = len(roar["modes"]) * len(roar["fractions"]) * len(roar["retrain_seeds"])
         runs += len(roar["fractions"]) if roar["leakage"] else 0
         detectors = len(roar["modes"]) * len(roar["fractions"]) if roar["detector"]["enabled"] else 0
         runs += detectors                                  # the learner on each point's recovered masks
-        found = detectors * leakage.detector_flops(ds.channels, ds.size, roar["detector"], ds.train_size, ds.test_size)
+        found = detectors * leakage.detector_flops(self.ds.channels, self.ds.size, roar["detector"],
+                                                   self.ds.train_size, self.ds.test_size)
+        out = []
         for method in roar["methods"]:
             if method != "random":  # the random baseline is shared by every base cell of a study
-                out.append(Job("roar_rank", base * attribution_cost(method, roar["options"]) * (ds.train_size + ds.test_size)))
-                out.append(Job("roar_retrain", runs * one + found, precision))
-        learners[(cell.study, arch)] = Job("roar_baseline", (len(roar["retrain_seeds"]) + runs) * one + found, precision)
-    return out + list(learners.values())
+                out.append(("roar_rank", self.fwd * attribution_cost(method, roar["options"])
+                            * (self.ds.train_size + self.ds.test_size), "fp32"))
+                out.append(("roar_retrain", runs * one + found, precision))
+        baseline = ("roar_baseline", (len(roar["retrain_seeds"]) + runs) * one + found, precision)
+        return out + [(*baseline, (self.cell.study, learner["arch"]))]
+
+
+BRODEN_IMAGES = 63305  # images of the Broden release NetDissect uses (broden1_224)
+
+
+def jobs(cfg: dict) -> list[Job]:
+    """Every job of the workflow with its FLOPs (download, conversion and report jobs cost none):
+    per cell, each analysis it runs, costed by its record (layout.Analysis.cost). A cost is FLOPs
+    (one job of the analysis's rule) or a list of (rule, FLOPs, precision[, key]) jobs, where jobs
+    with one key are one shared job."""
+    out, shared = [], {}
+    for cell in config_mod.cells(cfg):
+        ctx = CellCost(cfg, cell)
+        for analysis in layout.analyses_of(cfg, cell):
+            cost = analysis.cost(ctx) if analysis.cost else 0.0
+            if not isinstance(cost, list):
+                out.append(Job(analysis.name, float(cost)))
+                continue
+            for rule, flops, precision, *key in cost:
+                if key:
+                    shared[key[0]] = Job(rule, flops, precision)
+                else:
+                    out.append(Job(rule, flops, precision))
+    return out + list(shared.values())
 
 
 def measured_utilization(bench: dict, device: str) -> dict[str, float]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from reglens import measures, stats
+from reglens import analyses, measures, stats
 from reglens.dissect import COUNTING
 from reglens.io import atomic_path, read_csv
 
@@ -36,7 +36,7 @@ def findings(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     if comparisons.empty:
         return ["No comparisons against the unregularized baseline could be made (is `none` in the grid?)."]
     stages = {"explain": "explainability", "roar": "explainability (ROAR/KAR)", "dissect": "interpretability",
-              "attack": "robustness", "boundary": "boundary smoothness", "train": "accuracy", "calibration": "calibration"}
+              "attack": "robustness", "diagnose": "boundaries, calibration and weights", "train": "accuracy"}
     for (study, arch, stage), group in comparisons.groupby(["study", "arch", "stage"]):
         if stage not in stages:
             continue
@@ -166,16 +166,17 @@ def value_cell(row) -> str:
 
 def headline_table(tidy: pd.DataFrame) -> pd.DataFrame:
     """Per study x arch x regularizer: each scorecard measure (value_cell)."""
-    values = measures.seed_values(tidy)
+    card = analyses.scorecard()
+    values = measures.seed_values(tidy, card)
     if values.empty:
         return pd.DataFrame()
     per = stats.summarize(values.assign(stage="scorecard", metric=values.measure).drop(columns="measure"))
     per["cell"] = [value_cell(r) for r in per.itertuples()]
-    order = [m.name for m in measures.SCORECARD]
+    order = [m.name for m in card]
     table = per.pivot_table(index=["study", "arch", "reg"], columns="metric", values="cell", aggfunc="first")
     cols = [m for m in order if m in table.columns]
     table = table[cols]
-    table.columns = [f"{measures.by_name(m).label} {'↑' if measures.by_name(m).better > 0 else '↓'}" for m in cols]
+    table.columns = [f"{measures.by_name(m, card).label} {'↑' if measures.by_name(m, card).better > 0 else '↓'}" for m in cols]
     table = table.reset_index()
     return table.sort_values(["study", "arch", "reg"], key=lambda c: c.map(lambda r: (r != "none", r))
                              if c.name == "reg" else c)
@@ -287,7 +288,7 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
     by_section = {sid: [p for p in figures if _section_of(p.stem) == sid] for sid, *_ in SECTIONS}
     others = [p for p in figures if _section_of(p.stem) is None and p.stem != "scorecard"]
     directions = "".join(f"<li><b>{html.escape(m.label)}</b> ({m.group}, {'higher' if m.better > 0 else 'lower'} is "
-                         f"better): {html.escape(m.text)}</li>" for m in measures.SCORECARD
+                         f"better): {html.escape(m.text)}</li>" for m in analyses.scorecard()
                          if len(card) and m.name in set(card.measure))
     toc = [("scorecard", "Scorecard"), ("findings", "Findings")] + [(sid, title) for sid, title, *_ in SECTIONS] + [
         ("tables", "Tables"), ("cells", "Per-cell drill-down"), ("missing", "Missing outputs"),

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from reglens import attribution, leakage
+from reglens import attribution, leakage, regularizers
 from reglens.data import TensorData, to_float
-from reglens.train import evaluate, train
+from reglens.train import evaluate, merged_train_config, train
 
 MODES = ("roar", "kar")
 ORDERS = ("morf", "lerf")
@@ -31,6 +31,17 @@ FILLS = ("mean", "noisy_linear")
 # ROAD's neighbour weights (tleemann/road_evaluation): direct neighbours 1/6, diagonal ones 1/12
 NEIGHBOURS = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]],
                           dtype=torch.float64)
+
+
+def learner_of(cfg: dict, study: str, arch: str) -> dict:
+    """The fixed learner ROAR retrains for a base cell of `study` with architecture `arch` (the
+    learner's own arch when roar.learner.arch is set): arch, regularizer, training and model settings."""
+    learner = cfg["roar"]["learner"]
+    model = cfg["studies"][study]["model"]
+    return {"arch": learner["arch"] or arch, "reg": learner["reg"],
+            "regularizer": regularizers.resolve(learner["reg"], cfg["regularizers"]),
+            "train": merged_train_config({**cfg["studies"][study]["train"], **cfg["roar"]["train"]}),
+            "model": {**model, **({"width": learner["width"]} if learner["width"] else {})}}
 
 
 def rank_pixels(scores: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -103,17 +103,18 @@ def ranking(summary: pd.DataFrame, accuracy_metric: str = "test_acc") -> pd.Data
     return pd.DataFrame(rows)
 
 
-def scorecard(tidy: pd.DataFrame, baseline: str = "none", alpha: float = 0.05,
+def scorecard(tidy: pd.DataFrame, card: list, baseline: str = "none", alpha: float = 0.05,
               baselines: dict | None = None) -> pd.DataFrame:
     """Per study x arch x regularizer x scorecard measure: the mean paired difference from the study's
     baseline (`baselines[study]`, else `baseline`) over shared seeds, that difference in units of the
     measure's standard deviation over all cells of the panel (`effect`), oriented so that positive is
     better (`gain`), a paired t-test and Holm's correction within each panel (study x arch, all
-    regularizers and measures). A panel without its baseline has no rows."""
-    values = measures.seed_values(tidy)
+    regularizers and measures). `card`: the scorecard's measures (reglens.analyses.scorecard()). A
+    panel without its baseline has no rows."""
+    values = measures.seed_values(tidy, card)
     rows = []
     for (study, arch, name), group in values.groupby(["study", "arch", "measure"]):
-        m = measures.by_name(name)
+        m = measures.by_name(name, card)
         base_name = (baselines or {}).get(study, baseline)
         if base_name not in set(group.reg):
             continue
@@ -137,7 +138,7 @@ def scorecard(tidy: pd.DataFrame, baseline: str = "none", alpha: float = 0.05,
     for _, idx in out.groupby(["study", "arch"]).groups.items():
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].tolist())
     out["significant"] = out.p_holm < alpha
-    order = {m.name: i for i, m in enumerate(measures.SCORECARD)}
+    order = {m.name: i for i, m in enumerate(card)}
     return out.sort_values(["study", "arch", "measure"], key=lambda c: c.map(order) if c.name == "measure" else c,
                            kind="stable").reset_index(drop=True)[cols]
 
@@ -153,12 +154,12 @@ def spearman_interval(rho: float, n: int, confidence: float = 0.95) -> tuple[flo
     return math.tanh(z - half), math.tanh(z + half)
 
 
-def agreement_wide(tidy: pd.DataFrame) -> pd.DataFrame:
+def agreement_wide(tidy: pd.DataFrame, card: list) -> pd.DataFrame:
     """One row per cell (study, arch, reg, seed), one column per measure compared in `agreement`."""
     keys = ["study", "arch", "reg", "seed"]
     raw = tidy[[any(re.fullmatch(p, m) for p in measures.AGREEMENT_METRICS) and not measures.is_random_method(m)
                 for m in tidy.metric]]
-    derived = measures.seed_values(tidy, [measures.by_name(n) for n in measures.AGREEMENT_MEASURES])
+    derived = measures.seed_values(tidy, [measures.by_name(n, card) for n in measures.AGREEMENT_MEASURES])
     derived = derived.rename(columns={"measure": "metric"}).replace({"metric": {"gini": "gini_mean"}})
     both = pd.concat([raw[keys + ["metric", "value"]], derived[keys + ["metric", "value"]]], ignore_index=True)
     if both.empty:
@@ -166,12 +167,12 @@ def agreement_wide(tidy: pd.DataFrame) -> pd.DataFrame:
     return both.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean").reset_index()
 
 
-def agreement(tidy: pd.DataFrame) -> pd.DataFrame:
+def agreement(tidy: pd.DataFrame, card: list) -> pd.DataFrame:
     """Across the cells of each study: the Spearman correlation of every pair of explainability and
     robustness measures, its number of cells and 95% interval. `defined` is False where a measure is
     constant over the shared cells or fewer than 4 cells share both (rho NaN, counted, never averaged)."""
     rows = []
-    wide = agreement_wide(tidy)
+    wide = agreement_wide(tidy, card)
     for study, group in wide.groupby("study"):
         names = sorted(c for c in group.columns if c not in ("study", "arch", "reg", "seed") and group[c].notna().any())
         for i, a in enumerate(names):

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reglens import aggregate, config
+from reglens import analyses  # noqa: F401  (registers the analyses)
+from reglens import config
+from reglens.layout import analyses_of
 
-# aggregate's stage -> the rules whose logs belong to it
-RULES = {"train": ["train"], "attack": ["attack"], "calibration": ["diagnose"], "boundary": ["diagnose"],
-         "weights": ["diagnose"], "explain": ["explain"], "actmax": ["actmax"], "road": ["road"],
-         "dissect": ["dissect"], "roar": ["roar_rank", "roar_retrain", "roar_score"], "shortcut": ["shortcut"],
-         "net2vec": ["net2vec"], "lesion": ["lesion"]}
 ERROR_MARKERS = ("Traceback (most recent call last)", "Error:", "CANCELLED", "DUE TO TIME LIMIT")
 
 
@@ -24,23 +21,19 @@ def _failure(log: Path) -> list[str] | None:
 
 
 def cell_status(cfg: dict, root: Path = Path(".")) -> list[dict]:
-    """One row per cell and stage: state (done, missing, failed), the output, and for a failure its log
-    and last lines."""
-    enabled = [stage for stage in aggregate.OPTIONAL if cfg[stage]["enabled"]]
-    roar_cells = set(cfg["roar"]["cells"])
+    """One row per cell and analysis it runs: state (done, missing, failed), the output, and for a
+    failure its log and last lines."""
     rows = []
     for cell in config.cells(cfg):
-        rel = f"{cell.study}/{cell.arch}/{cell.reg}/seed{cell.seed}"
-        stages = aggregate.per_cell_stages(enabled, aggregate.inputs_of(cell.as_dict()), cell.shortcut) + (
-            ["roar"] if rel in roar_cells else [])
-        for stage in stages:
-            output = Path("results") / rel / aggregate.STAGES[stage][0]
-            row = {"cell": rel, "stage": stage, "state": "missing", "output": str(output), "log": "", "tail": []}
+        rel = cell.path
+        for analysis in analyses_of(cfg, cell):
+            output = Path(analysis.target(cell.record()))
+            row = {"cell": rel, "stage": analysis.name, "state": "missing", "output": str(output), "log": "", "tail": []}
             if (root / output).exists():
                 row["state"] = "done"
             else:
-                logs = [log for rule in RULES[stage] for log in [root / "logs" / rule / f"{rel}.log",
-                                                                 *sorted((root / "logs" / rule / rel).glob("*.log"))]
+                logs = [log for rule in analysis.log_rules for log in [root / "logs" / rule / f"{rel}.log",
+                                                                      *sorted((root / "logs" / rule / rel).glob("*.log"))]
                         if log.is_file()]
                 for log in logs:
                     tail = _failure(log)

@@ -1,13 +1,15 @@
 # Config loading and validation, the grid of cells, target, input and param functions.
 from pathlib import Path
 
-from reglens import aggregate as reglens_aggregate
+from reglens import analyses as reglens_analyses  # registers every per-cell analysis
 from reglens import config as reglens_config
 from reglens import data as reglens_data
 from reglens import io as reglens_io
+from reglens import layout as reglens_layout
 from reglens import models as reglens_models
-from reglens import plots as reglens_plots
 from reglens import regularizers as reglens_regularizers
+from reglens import roar as reglens_roar
+from reglens.plots import build as reglens_figures
 from reglens.train import TRAIN_DEFAULTS, merged_train_config
 
 REPO = Path(workflow.basedir).parent
@@ -35,16 +37,17 @@ SHARED_ARCHS = sorted(CFG["gpu_sharing"]["archs"])
 OWN_GPU_ARCHS = sorted(set(reglens_models.MODELS) - set(SHARED_ARCHS))
 
 CELLS = reglens_config.cells(CFG)
-IMAGE_CELLS = [cell for cell in CELLS if reglens_aggregate.inputs_of(cell.as_dict()) == "images"]
+IMAGE_CELLS = [cell for cell in CELLS if cell.inputs == "images"]
 POINT_STUDIES = sorted({cell.study for cell in CELLS} - {cell.study for cell in IMAGE_CELLS})
 IMAGE_STUDIES = sorted({cell.study for cell in IMAGE_CELLS})
 SHORTCUT_CELLS = [cell for cell in CELLS if cell.shortcut]
 SHORTCUT_STUDIES = sorted({cell.study for cell in SHORTCUT_CELLS})
 DATA_ROOT = CFG["data"]["root"]
-CELL_DIR = "results/{study}/{arch}/{reg}/seed{seed}"
+CELL_DIR = reglens_layout.CELL_DIR
+ANALYSES = reglens_layout.REGISTRY
+SHAPE = reglens_layout.shape(CFG)  # which analyses run on which cells
 ROAR = CFG["roar"]
 DISSECT = CFG["dissect"]
-ENABLED = [stage for stage in reglens_aggregate.OPTIONAL if CFG[stage]["enabled"]]  # optional per-cell stages
 
 
 wildcard_constraints:
@@ -132,48 +135,40 @@ def one_of(names):
 
 def figure_inputs(wildcards):
     """What draw_figures reads besides the tables: each cell's saved maps and tables."""
-    paths = [f"{CELL_DIR.format(**cell.as_dict())}/{source}" for cell in CELLS
-             for source in reglens_plots.cell_figure_sources(["train", "robustness", "explain", "shortcut", *ENABLED],
-                                                             cell.record())]
-    paths += [f"results/{cell}/{source}" for cell in ROAR["cells"] for source in reglens_plots.cell_figure_sources(["roar"])]
+    paths = [path for cell in CELLS for path in reglens_figures.cell_figure_sources(SHAPE, cell.record())]
     return [checked(path) for path in existing_only(paths)]
 
 
+def targets(name):
+    """An analysis's result file for every cell it runs on."""
+    return [ANALYSES[name].target(cell.record()) for cell in CELLS if ANALYSES[name].applies(CFG, cell)]
+
+
 def aggregate_inputs(wildcards):
-    paths = [pattern.format(**cell.as_dict()) for cell in CELLS
-             for pattern in reglens_aggregate.stage_files(CELL_DIR, ENABLED, reglens_aggregate.inputs_of(cell.as_dict()),
-                                                          cell.shortcut)]
-    return [checked(path) for path in existing_only(paths + roar_targets())]
-
-
-def cell_paths(pattern, cells=None):
-    return [pattern.format(**cell.as_dict()) for cell in (CELLS if cells is None else cells)]
+    return [checked(path) for path in existing_only([path for name in ANALYSES for path in targets(name)])]
 
 
 def train_targets():
-    return cell_paths(f"{CELL_DIR}/metrics.json")
-
-
-def robustness_targets():
-    return cell_paths(f"{CELL_DIR}/robustness/attacks.csv") + cell_paths(f"{CELL_DIR}/robustness/calibration.json")
-
-
-def explain_targets():
-    return cell_paths(f"{CELL_DIR}/explain/metrics.csv", IMAGE_CELLS) + cell_paths(f"{CELL_DIR}/explain/actmax.pt",
-                                                                                    IMAGE_CELLS)
-
-
-def roar_targets():
-    return [f"results/{path}/roar/scores.csv" for path in CFG["roar"]["cells"]]
+    return targets("train")
 
 
 def all_targets():
-    return (train_targets() + robustness_targets() + explain_targets() + roar_targets() + road_targets()
-            + dissect_targets() + shortcut_targets() + ["results/report.html"])
+    return [path for name in ANALYSES for path in targets(name)] + ["results/report.html"]
 
 
-def shortcut_targets():
-    return cell_paths(f"{CELL_DIR}/shortcut/scores.csv", SHORTCUT_CELLS)
+def analysis_file(name, key):
+    """One file of an analysis as a rule's wildcard pattern."""
+    return ANALYSES[name].pattern(key)
+
+
+def analysis_outputs(name):
+    """An analysis's outputs as a rule's named outputs."""
+    return ANALYSES[name].files()
+
+
+def analysis_log(name):
+    """A per-cell job's log."""
+    return f"logs/{name}/{{study}}/{{arch}}/{{reg}}/seed{{seed}}.log"
 
 
 # Helpers of the stage rules (rule files hold rules only).
@@ -209,21 +204,14 @@ def roar_settings():
 
 
 def learner_of(cell):
-    """The fixed ROAR learner of a base cell: its arch, regularizer, training and model settings."""
-    study = CFG["studies"][cell.study]
-    arch = ROAR["learner"]["arch"] or cell.arch
-    width = ROAR["learner"]["width"]
-    return {
-        "arch": arch,
-        "reg": ROAR["learner"]["reg"],
-        "regularizer": reglens_regularizers.resolve(ROAR["learner"]["reg"], CFG["regularizers"]),
-        "train": merged_train_config({**study["train"], **ROAR["train"]}),
-        "model": {**study["model"], **({"width": width} if width else {})},
-    }
+    return reglens_roar.learner_of(CFG, cell.study, cell.arch)
+
+
+ROAR_BASELINE = reglens_layout.RESULTS + "/{study}/_roar/{learner}/baseline.json"
 
 
 def roar_baseline_file(cell):
-    return f"results/{cell.study}/_roar/{learner_of(cell)['arch']}/baseline.json"
+    return ROAR_BASELINE.format(study=cell.study, learner=learner_of(cell)["arch"])
 
 
 def roar_learner(wildcards):
@@ -242,10 +230,6 @@ def roar_cells():
     return [reglens_config.cell_at(CFG, path) for path in ROAR["cells"]]
 
 
-def road_targets():
-    return cell_paths(f"{CELL_DIR}/road/scores.csv", IMAGE_CELLS) if CFG["road"]["enabled"] else []
-
-
 def broden_root():
     source = DISSECT["broden"]
     if source["source"] == "folder":
@@ -258,12 +242,3 @@ def broden_sizes():
     """(input size, channels) pairs the dissected cells read Broden at."""
     channels = {reglens_data.DATASETS[cell.dataset].channels for cell in IMAGE_CELLS}
     return [[DISSECT["input_size"], c] for c in sorted(channels)]
-
-
-def dissect_targets():
-    if not DISSECT["enabled"]:
-        return []
-    return (cell_paths(f"{CELL_DIR}/dissect/summary.json", IMAGE_CELLS)
-            + (cell_paths(f"{CELL_DIR}/concepts/net2vec.csv", IMAGE_CELLS) if CFG["net2vec"]["enabled"] else [])
-            + (cell_paths(f"{CELL_DIR}/lesion/summary.json", IMAGE_CELLS) if CFG["lesion"]["enabled"] else []))
-

@@ -1,7 +1,5 @@
 # Network Dissection: Broden fetched (or generated) once, then each cell's units named by concept;
 # beyond single units, Net2Vec concept embeddings and lesions on every dissected cell.
-DISSECT_DIR = f"{CELL_DIR}/dissect"
-
 localrules:
     broden,
 
@@ -44,17 +42,15 @@ rule decode_broden:
 
 rule dissect:
     input:
-        model=intact(f"{CELL_DIR}/model.pt"),
+        model=intact(analysis_file("train", "model")),
         broden=ancient(broden_root()),
         decoded=rules.decode_broden.output[0],
     output:
-        units=f"{DISSECT_DIR}/units.csv",
-        summary=f"{DISSECT_DIR}/summary.json",
-        top=f"{DISSECT_DIR}/top.pt",
+        **analysis_outputs("dissect"),
     params:
         cfg=canonical({k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")}),
     log:
-        "logs/dissect/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("dissect"),
     threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
@@ -64,17 +60,17 @@ rule dissect:
 
 rule net2vec:
     input:
-        model=intact(f"{CELL_DIR}/model.pt"),
+        model=intact(analysis_file("train", "model")),
         broden=ancient(broden_root()),
         decoded=rules.decode_broden.output[0],
-        units=intact(f"{DISSECT_DIR}/units.csv"),
+        units=intact(analysis_file("dissect", "units")),
     output:
-        f"{CELL_DIR}/concepts/net2vec.csv",
+        **analysis_outputs("net2vec"),
     params:
         dissect=canonical({k: v for k, v in DISSECT.items() if k not in ("enabled", "broden")}),
         cfg=canonical({k: v for k, v in CFG["net2vec"].items() if k != "enabled"}),
     log:
-        "logs/net2vec/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("net2vec"),
     threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
@@ -84,15 +80,14 @@ rule net2vec:
 
 rule lesion:
     input:
-        model=intact(f"{CELL_DIR}/model.pt"),
+        model=intact(analysis_file("train", "model")),
         data=study_dataset_file,
     output:
-        curves=f"{CELL_DIR}/lesion/curves.csv",
-        summary=f"{CELL_DIR}/lesion/summary.json",
+        **analysis_outputs("lesion"),
     params:
         cfg=canonical({k: v for k, v in CFG["lesion"].items() if k != "enabled"}),
     log:
-        "logs/lesion/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("lesion"),
     threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"

@@ -1,20 +1,14 @@
 # Attribution maps and their metrics ("where"); activation maximization ("what").
-EXPLAIN_DIR = f"{CELL_DIR}/explain"
-
-
 rule explain:
     input:
-        model=intact(f"{CELL_DIR}/model.pt"),
+        model=intact(analysis_file("train", "model")),
         data=study_dataset_file,
     output:
-        maps=f"{EXPLAIN_DIR}/maps.pt",
-        metrics=f"{EXPLAIN_DIR}/metrics.csv",
-        mprt=f"{EXPLAIN_DIR}/mprt.csv",
-        agreement=f"{EXPLAIN_DIR}/agreement.csv",
+        **analysis_outputs("explain"),
     params:
         cfg=canonical(CFG["explain"]),
     log:
-        "logs/explain/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("explain"),
     threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
@@ -24,15 +18,14 @@ rule explain:
 
 rule actmax:
     input:
-        model=intact(f"{CELL_DIR}/model.pt"),
+        model=intact(analysis_file("train", "model")),
         data=study_dataset_file,
     output:
-        images=f"{EXPLAIN_DIR}/actmax.pt",
-        table=f"{EXPLAIN_DIR}/actmax.csv",
+        **analysis_outputs("actmax"),
     params:
         cfg=canonical(CFG["actmax"]),
     log:
-        "logs/actmax/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("actmax"),
     threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"

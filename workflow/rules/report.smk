@@ -1,9 +1,15 @@
 # Aggregate every per-cell output into tidy tables, then figures and the report, drawn from the
 # tables and saved maps only: `snakemake figures` never needs a GPU or a model. The code that draws
 # is an input, so a change to it reruns figures and report, and nothing upstream.
+import reglens.aggregate
+import reglens.analyses
+import reglens.layout
 import reglens.measures
-import reglens.plots
+import reglens.plots.build
+import reglens.plots.cell
+import reglens.plots.study
 import reglens.report
+import reglens.stages.report
 import reglens.stats
 
 TABLES = "results/tables"
@@ -18,33 +24,13 @@ localrules:  # seconds of work: on a cluster they run on the submitting node, ne
 rule aggregate:
     input:
         aggregate_inputs,
-        code=[reglens_aggregate.__file__, reglens.stats.__file__, reglens.measures.__file__],
+        code=[reglens.aggregate.__file__, reglens.analyses.__file__, reglens.layout.__file__, reglens.stats.__file__,
+              reglens.measures.__file__],
     output:
-        metrics=f"{TABLES}/metrics.csv",
-        missing=f"{TABLES}/missing.csv",
-        roar_curves=f"{TABLES}/roar_curves.csv",
-        mprt=f"{TABLES}/mprt.csv",
-        attacks=f"{TABLES}/attacks.csv",
-        summary=f"{TABLES}/summary.csv",
-        comparisons=f"{TABLES}/comparisons.csv",
-        ranking=f"{TABLES}/ranking.csv",
-        scorecard=f"{TABLES}/scorecard.csv",
-        agreement=f"{TABLES}/agreement.csv",
-        shortcut=f"{TABLES}/shortcut.csv",
-        shortcut_scores=f"{TABLES}/shortcut_scores.csv",
-        dissect_groups=f"{TABLES}/dissect_groups.csv",
-        net2vec=f"{TABLES}/net2vec.csv",
-        lesion_curves=f"{TABLES}/lesion_curves.csv",
-        dissect_units=f"{TABLES}/dissect_units.csv",
-        roar_leakage=f"{TABLES}/roar_leakage.csv",
-        roar_detector=f"{TABLES}/roar_detector.csv",
-        road_curves=f"{TABLES}/road_curves.csv",
-        history=f"{TABLES}/history.csv",
-        weight_hist=f"{TABLES}/weight_hist.csv",
+        **{name: f"{TABLES}/{name}.csv" for name in reglens.stages.report.aggregate_tables()},
     params:
+        shape=canonical(SHAPE),
         cells=canonical([cell.record() for cell in CELLS]),
-        roar_cells=canonical(CFG["roar"]["cells"]),
-        enabled=ENABLED,
     log:
         "logs/aggregate.log",
     conda:
@@ -57,10 +43,12 @@ rule draw_figures:
     input:
         tables=rules.aggregate.output,
         cells=figure_inputs,
-        code=reglens.plots.__file__,
+        code=[reglens.plots.build.__file__, reglens.plots.cell.__file__, reglens.plots.study.__file__,
+              reglens.analyses.__file__],
     output:
         report(directory("results/figures"), patterns=["{name}.png"], category="Figures"),
     params:
+        shape=canonical(SHAPE),
         cells=canonical([cell.record() for cell in CELLS]),
         svg=CFG["figures"]["svg"],
     log:
@@ -76,7 +64,7 @@ rule report:
     input:
         tables=rules.aggregate.output,
         figures="results/figures",
-        code=[reglens.report.__file__, reglens.measures.__file__],
+        code=[reglens.report.__file__, reglens.measures.__file__, reglens.analyses.__file__],
     output:
         report("results/report.html", category="Report"),
     params:

@@ -2,8 +2,6 @@
 # method in one job, plus the leakage controls) -> score. What does not depend on the base model, the
 # clean 0 % point and the random baseline, is trained once per study and learner.
 # ROAD for every cell: its own model on imputed images, no retraining.
-ROAR_DIR = f"{CELL_DIR}/roar"
-
 localrules:
     roar_score,
 
@@ -15,10 +13,10 @@ wildcard_constraints:
 
 rule roar_rank:
     input:
-        model=intact(f"{CELL_DIR}/model.pt"),
+        model=intact(analysis_file("train", "model")),
         data=study_dataset_file,
     output:
-        f"{ROAR_DIR}/{{method}}/ranks.pt",
+        analysis_file("roar", "ranks"),
     params:
         cfg=canonical({key: ROAR[key] for key in ("batch_size", "options")}),
     log:
@@ -34,7 +32,7 @@ rule roar_baseline:
     input:
         data=lambda wildcards: ancient(checked(study_data(wildcards.study))),
     output:
-        f"results/{{study}}/_roar/{{learner}}/baseline.json",
+        ROAR_BASELINE,
     params:
         learner=roar_baseline_learner,
         cfg=roar_settings(),
@@ -50,9 +48,9 @@ rule roar_baseline:
 rule roar_retrain:
     input:
         data=study_dataset_file,
-        ranks=intact(f"{ROAR_DIR}/{{method}}/ranks.pt"),
+        ranks=intact(analysis_file("roar", "ranks")),
     output:
-        f"{ROAR_DIR}/{{method}}/retrain.json",
+        analysis_file("roar", "retrain"),
     params:
         learner=roar_learner,
         cfg=roar_settings(),
@@ -69,15 +67,12 @@ rule roar_retrain:
 rule roar_score:
     input:
         baseline=lambda wildcards: checked(roar_baseline_file(cell_of(wildcards))),
-        retrains=lambda wildcards: [checked(f"{CELL_DIR.format(**dict(wildcards.items()))}/roar/{method}/retrain.json")
+        retrains=lambda wildcards: [checked(analysis_file("roar", "retrain").format(**dict(wildcards.items()), method=method))
                                     for method in ROAR["methods"] if method != "random"],
     output:
-        curves=f"{ROAR_DIR}/curves.csv",
-        leakage=f"{ROAR_DIR}/leakage.csv",
-        detector=f"{ROAR_DIR}/detector.csv",
-        scores=f"{ROAR_DIR}/scores.csv",
+        **analysis_outputs("roar"),
     log:
-        "logs/roar_score/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("roar_score"),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -86,15 +81,14 @@ rule roar_score:
 
 rule road:
     input:
-        model=intact(f"{CELL_DIR}/model.pt"),
+        model=intact(analysis_file("train", "model")),
         data=study_dataset_file,
     output:
-        curves=f"{CELL_DIR}/road/curves.csv",
-        scores=f"{CELL_DIR}/road/scores.csv",
+        **analysis_outputs("road"),
     params:
         cfg=canonical({key: value for key, value in CFG["road"].items() if key != "enabled"}),
     log:
-        "logs/road/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("road"),
     threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"

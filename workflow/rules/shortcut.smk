@@ -4,18 +4,17 @@
 
 rule shortcut:
     input:
-        model=intact(f"{CELL_DIR}/model.pt"),
+        model=intact(analysis_file("train", "model")),
         data=study_dataset_file,
     output:
-        scores=f"{CELL_DIR}/shortcut/scores.csv",
-        maps=f"{CELL_DIR}/shortcut/maps.pt",
+        **analysis_outputs("shortcut"),
     params:
         cfg=canonical(CFG["shortcut"]),
         options=canonical(CFG["explain"]["options"]),
     wildcard_constraints:
         study=one_of(SHORTCUT_STUDIES),
     log:
-        "logs/shortcut/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("shortcut"),
     threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"

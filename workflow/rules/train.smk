@@ -5,16 +5,14 @@ rule train:
     input:
         data=study_dataset_file,
     output:
-        model=f"{CELL_DIR}/model.pt",
-        history=f"{CELL_DIR}/history.csv",
-        metrics=f"{CELL_DIR}/metrics.json",
+        **analysis_outputs("train"),
     params:
         run=train_params,
     wildcard_constraints:
         study=one_of(IMAGE_STUDIES),
         arch=one_of(OWN_GPU_ARCHS),
     log:
-        "logs/train/{study}/{arch}/{reg}/seed{seed}.log",
+        analysis_log("train"),
     threads: config["torch_threads"]
     retries: RESUMABLE_RETRIES
     conda:
@@ -35,10 +33,8 @@ use rule train as train_shared with:
 
 use rule train as train_toy with:
     output:
-        model=f"{CELL_DIR}/model.pt",
-        history=f"{CELL_DIR}/history.csv",
-        metrics=f"{CELL_DIR}/metrics.json",
-        regions=f"{CELL_DIR}/regions.pt",
+        **analysis_outputs("train"),
+        regions=analysis_file("train", "regions"),
     wildcard_constraints:
         study=one_of(POINT_STUDIES),
         arch=r"[a-z0-9_]+",

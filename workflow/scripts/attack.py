@@ -1,5 +1,5 @@
 from reglens.stages.common import job
-from reglens.stages.robustness import run_attacks
+from reglens.stages.attack import run_attacks
 
 with job(snakemake.log[0], snakemake.config["torch_threads"]):
     run_attacks(snakemake.input.model, snakemake.input.data, snakemake.output.attacks, snakemake.params.cfg,

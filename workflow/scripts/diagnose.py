@@ -1,5 +1,5 @@
 from reglens.stages.common import job
-from reglens.stages.robustness import run_diagnostics
+from reglens.stages.diagnose import run_diagnostics
 
 with job(snakemake.log[0], snakemake.config["torch_threads"]):
     run_diagnostics(snakemake.input.model, snakemake.input.data, dict(snakemake.output.items()),

@@ -10,13 +10,12 @@ from reglens.io import provenance, torch_save, write_csv, write_json
 from reglens.stages.common import load_model
 
 
-def run_dissect(model_path, broden_root, out_dir, cfg: dict | None = None, device: str = "auto",
+def run_dissect(model_path, broden_root, out: dict, cfg: dict | None = None, device: str = "auto",
                 decoded=None) -> dict:
-    """Dissect one trained cell: dissect/units.csv, dissect/summary.json and dissect/top.pt (images and
-    masks from the decoded copy `decoded` when given)."""
+    """Dissect one trained cell into `out`'s units (table), summary and top (figure data), reading
+    images and masks from the decoded copy `decoded` when given."""
     cfg = dissect.settings(cfg)
     dev = resolve_device(device)
-    out_dir = Path(out_dir)
     model = load_model(model_path, dev)
     broden = dissect.open_broden(broden_root, cfg, decoded)
     result = dissect.dissect(model, broden, cfg, dev)
@@ -27,9 +26,9 @@ def run_dissect(model_path, broden_root, out_dir, cfg: dict | None = None, devic
                          "conventions": dissect.CONVENTIONS[cfg["conventions"]],
                          "seg_shape": list(broden.seg_shape), "tally_engine": result["engine"]}
     summary["provenance"] = provenance(dev)
-    torch_save(dissect.figure_data(model, broden, result, units, dev), out_dir / "top.pt")
-    write_csv(out_dir / "units.csv", units)
-    write_json(out_dir / "summary.json", summary)
+    torch_save(dissect.figure_data(model, broden, result, units, dev), out["top"])
+    write_csv(out["units"], units)
+    write_json(out["summary"], summary)
     return summary
 
 

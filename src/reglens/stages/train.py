@@ -45,32 +45,33 @@ class FileCheckpoint:
 REGION_RESOLUTION = 96  # grid points per side of the toy study's decision-region maps
 
 
-def run_cell(dataset_path: str | Path, out_dir: str | Path, cell: dict, regularizer: list[dict],
+def run_cell(dataset_path: str | Path, out: dict, cell: dict, regularizer: list[dict],
              train_cfg: dict | None, model_cfg: dict | None, device: str = "auto") -> dict:
-    """Train one cell (study, arch, reg, seed) with its resolved regularizer specs and write model.pt,
-    history.csv and metrics.json (atomically, metrics last). On 2-D points (the toy study) also
-    regions.pt: the predicted class over the plane after every epoch (robustness.decision_grid)."""
+    """Train one cell (study, arch, reg, seed) with its resolved regularizer specs and write `out`'s
+    model, history and metrics (atomically, metrics last; the epoch checkpoint lies beside them). On
+    2-D points (the toy study) also `out["regions"]`: the predicted class over the plane after every
+    epoch (robustness.decision_grid)."""
     arch, seed = cell["arch"], cell["seed"]
     regs = regularizers.from_specs(cell["reg"], regularizer)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out = {key: Path(path) for key, path in out.items()}
+    out["metrics"].parent.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     t0 = time.time()
-    checkpoint = FileCheckpoint(out_dir / "train_state.pt")
+    checkpoint = FileCheckpoint(out["metrics"].with_name("train_state.pt"))
     data = load_dataset(dataset_path, dev)
     points = data.half_width is not None
     record = (lambda model: robustness.decision_grid(model, REGION_RESOLUTION)) if points else None
     result = train(data, arch, regs, train_cfg, model_cfg, seed, dev, checkpoint=checkpoint, record=record)
-    save_model(result.model, arch, result.model_kwargs, out_dir / "model.pt")
+    save_model(result.model, arch, result.model_kwargs, out["model"])
     if points:
         torch_save({"grids": torch.stack(result.records), "epochs": [r["epoch"] for r in result.history],
                     "half_width": data.half_width, "x_train": data.x_train.cpu(), "y_train": data.y_train.cpu(),
-                    "classes": data.classes}, out_dir / "regions.pt")
-    write_csv(out_dir / "history.csv", pd.DataFrame(result.history))
+                    "classes": data.classes}, out["regions"])
+    write_csv(out["history"], pd.DataFrame(result.history))
     metrics = {**result.metrics, "wall_seconds": time.time() - t0, "started_at": t0, "finished_at": time.time(),
                "cell": cell, "regularizer": regs.describe(),
                "train_config": merged_train_config(train_cfg), "model_config": model_cfg or {},
                "provenance": provenance(dev, seed)}
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out["metrics"], metrics)
     checkpoint.remove()
     return metrics

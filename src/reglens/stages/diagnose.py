@@ -1,4 +1,4 @@
-"""Robustness stage: attack curves; decision boundaries, calibration, weights and representations."""
+"""Diagnose stage: decision boundaries, calibration, weights and representations of one cell."""
 from __future__ import annotations
 
 import pandas as pd
@@ -13,18 +13,6 @@ from reglens.stages.common import load_dataset, load_model
 
 
 FEATURE_IMAGES, FEATURE_CHANNELS = 4, 8
-
-
-def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, device: str = "auto") -> list[dict]:
-    cfg = robustness.merged_config(cfg)
-    dev = resolve_device(device)
-    data = load_dataset(dataset_path, dev)
-    model = load_model(model_path, dev)
-    x, y = datasets.test_subset(data, cfg["n_images"], seed=0)
-    rows = robustness.attack_curves(model, x, y, cfg["fgsm_eps"], cfg["pgd_eps"], cfg["pgd_steps"], cfg["norm"],
-                                    cfg["alpha_factor"], cfg["random_start"], cfg["batch_size"])
-    write_csv(out_csv, pd.DataFrame(rows))
-    return rows
 
 
 def run_diagnostics(model_path, dataset_path, out: dict, cfg: dict | None = None, device: str = "auto") -> dict:
