@@ -7,7 +7,7 @@ Prints (1) end-to-end images/s of reglens.dissect.dissect (both passes, loading 
 synthetic Broden; (2) the tally alone at Broden's scale (112-pixel masks, 1,199 labels, ~450 present
 per batch; a 512-unit 7x7 layer and a 64-unit 56x56 one) in units x images per second, for reglens (each
 tally engine the device has: numba and torch on the CPU) and for a per-unit port of NetDissect-Lite's
-loop (reglens.dissect_lite), their ratio (also counting the batch's label data, which reglens makes
+loop (tests/references/dissect_lite.py), their ratio (also counting the batch's label data, which reglens makes
 once for all layers), the peak memory of one batch's tally,
 and the largest IoU difference (each the best of several runs); (3) the time to dissect ResNet-18's named layers on
 all 63,305 Broden images, estimated from one batch per layer.
@@ -15,14 +15,17 @@ all 63,305 Broden images, estimated from one batch per layer.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reglens import dissect, dissect_cpu, models
+from reglens import dissect, models
+from reglens.dissect import cpu as dissect_cpu
 from reglens.data.broden import Broden, BrodenImages
 from reglens.data.synthetic_broden import write_broden
 from reglens.device import resolve_device
@@ -134,9 +137,10 @@ def engines(device) -> list[str]:
 
 def broden_scale(args, device):
     """The tally alone at Broden's scale: reglens' tally (each engine on this device) against the
-    per-unit Lite loop (a port of NetDissect-Lite's tally_job, reglens.dissect_lite) on the same
+    per-unit Lite loop (a port of NetDissect-Lite's tally_job, tests/references/dissect_lite.py) on the same
     features, thresholds and planes."""
-    from reglens import dissect_lite
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from references import dissect_lite
 
     labels, seg, n = 1200, 112, args.batch_size
     planes = broden_like_batch(n, seg, labels)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from reglens import dissect, models, regularizers
+from reglens import dissect, models, regularizers  # noqa: F401
+from reglens.dissect.groups import group_agreement
 from reglens.regularizers import concept_groups as cg
 from reglens.train import train
 
@@ -139,7 +140,7 @@ def test_group_agreement_on_groups_whose_concepts_are_known():
         "layer": ["a"] * 8 + ["b"] * 4, "unit": list(range(8)) + list(range(4)),
         "concept": ["red"] * 4 + ["sky", "grass", "red", "-"] + ["-", "tree", "tree", "tree"],
         "detector": [True] * 4 + [True, False, False, False] + [False, True, True, False]})
-    table = dissect.group_agreement(units, groups=2, permutations=500).set_index(["layer", "group"])
+    table = group_agreement(units, groups=2, permutations=500).set_index(["layer", "group"])
     assert table.loc[("a", 0), "agreement"] == 1.0 and table.loc[("a", 0), "concept"] == "red"
     assert table.loc[("a", 0), "detecting"] == 1.0
     assert table.loc[("a", 1), "agreement"] == 0.25

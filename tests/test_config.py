@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from reglens import config
+from reglens import config, configdoc, grid
 
 BASE = {"regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-4}]},
         "studies": {"s": {"dataset": "digits", "archs": ["lenet"], "regularizers": ["none"], "seeds": [0]}}}
@@ -49,7 +49,7 @@ def test_bad_regularizer_kind_and_params_are_named():
 
 def test_shipped_configs_are_valid_and_grids_as_documented():
     full = config.validate(config.load_yaml(REPO / "config" / "config.yaml"))
-    cells = config.cells(full)
+    cells = grid.cells(full)
     by_study = {s: sum(c.study == s for c in cells) for s in full["studies"]}
     regs = len(full["studies"]["cifar10"]["regularizers"])
     toy = len(full["studies"]["clusters"]["regularizers"])
@@ -59,8 +59,8 @@ def test_shipped_configs_are_valid_and_grids_as_documented():
     assert {c.groups for c in cells if c.study == "tukl"} == {5} and {c.groups for c in cells if c.study == "mnist"} == {5}
     assert {c.arch for c in cells if c.study == "cifar10"} == {"simplecnn", "ddnet", "resnet18", "resnet50", "vgg19"}
     demo = config.validate(config.load_yaml(REPO / "config" / "demo.yaml"))
-    assert {c.dataset for c in config.cells(demo)} == {"digits", "clusters2d"}
-    assert {c.study for c in config.cells(demo) if c.shortcut} == {"digits_shortcut"}
+    assert {c.dataset for c in grid.cells(demo)} == {"digits", "clusters2d"}
+    assert {c.study for c in grid.cells(demo) if c.shortcut} == {"digits_shortcut"}
 
 
 def _snakemake(*args, cwd=REPO):
@@ -73,12 +73,12 @@ def test_dry_run_of_full_config_lists_every_training_job_offline():
     run = _snakemake("all", "-n", "--configfile", "config/config.yaml")
     assert run.returncode == 0, run.stderr[-2000:]
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M)}
-    images = [c for c in config.cells(full) if c.dataset != "clusters2d"]
+    images = [c for c in grid.cells(full) if c.dataset != "clusters2d"]
     shared = [c for c in images if c.arch in full["gpu_sharing"]["archs"]]
     assert counts["train_shared"] == len(shared) > 0 and counts["train"] == len(images) - len(shared)
-    assert counts["train_toy"] == len(config.cells(full)) - len(images)
+    assert counts["train_toy"] == len(grid.cells(full)) - len(images)
     assert counts["plant_shortcut"] == 2 and counts["shortcut"] == sum(c.shortcut for c in images) == 180
-    absent = {c.dataset for c in config.cells(full)} - {p.stem for p in (REPO / "resources" / "data").glob("*.pt")}
+    absent = {c.dataset for c in grid.cells(full)} - {p.stem for p in (REPO / "resources" / "data").glob("*.pt")}
     assert counts["download"] == 3 and counts["prepare_data"] == len(absent)  # the toy dataset is generated
     # ROAR and KAR: every regularizer of one architecture per dataset, 3 base seeds; ROAD on every cell
     base = len(full["roar"]["cells"])
@@ -99,10 +99,10 @@ def test_invalid_config_fails_before_any_job(tmp_path):
 
 
 def test_config_readme_is_generated_from_the_schema_and_every_key_is_described():
-    rows = config.schema_rows(config.schema())
+    rows = configdoc.schema_rows(config.schema())
     undescribed = [key for key, _, _, text in rows if not text]
     assert not undescribed, undescribed
-    assert (REPO / "config" / "README.md").read_text() == config.config_doc(), \
+    assert (REPO / "config" / "README.md").read_text() == configdoc.config_doc(), \
         "config/README.md is stale: python -m reglens config-doc > config/README.md"
     keys = {key for key, *_ in rows}
     assert {"explain.options.ig_steps", "studies.<name>.train.epochs", "dissect.broden.synthetic.seed"} <= keys

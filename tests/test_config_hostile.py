@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from reglens import cli, config
+from reglens import cli, config, grid
 
 BASE = {"regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-4}]},
         "studies": {"s": {"dataset": "digits", "archs": ["lenet", "simplecnn"], "regularizers": ["none"],
@@ -65,9 +65,9 @@ def test_no_two_legal_names_give_two_cells_one_folder(tmp_path):
         except config.ConfigError as error:
             assert "the name" in str(error) or "would write to one folder" in str(error), error
             continue
-        folders = {f"results/{c.path}" for c in config.cells(valid)}
+        folders = {f"results/{c.path}" for c in grid.cells(valid)}
         resolved = {os.path.realpath(os.path.join(root, f)) for f in folders}
-        assert len(resolved) == len(config.cells(valid)) == len(folders)
+        assert len(resolved) == len(grid.cells(valid)) == len(folders)
         checked += 1
     assert checked > 50
 

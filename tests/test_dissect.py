@@ -13,6 +13,8 @@ from PIL import Image
 from torch import nn
 
 from reglens import config, dissect, models
+from reglens.dissect import cpu as dissect_cpu
+from reglens.dissect.geometry import _expand, activated_runs, shrinks
 from reglens.data import broden as broden_io
 from reglens.data.download import ChecksumError, md5sum
 from reglens.data.synthetic_broden import CATEGORIES, label_numbers, write_broden
@@ -20,6 +22,8 @@ from reglens.models.base import Normalize
 from reglens.stages.common import analysis_outputs, save_model
 from reglens.stages.data import fetch_broden
 from reglens.stages.dissect import run_dissect
+from references import dissect_lite
+from references.dissect_numpy import reference_iou_numpy
 
 N_KNOWN = 400
 
@@ -168,7 +172,7 @@ def test_batched_tally_equals_the_per_unit_numpy_definition(small, union, quanti
     features = np.concatenate([rng.normal(size=(len(b), 3, 4, 4)),
                                follow.numpy() + 0.01 * rng.normal(size=(len(b), 3, 4, 4))], 1).astype(np.float32)
     lc = b.label_category_matrix()
-    thresholds, expected = dissect.reference_iou_numpy(features, planes, lc, quantile, b.seg_shape, union)
+    thresholds, expected = reference_iou_numpy(features, planes, lc, quantile, b.seg_shape, union)
     q = dissect.StreamingQuantile(6, len(b) * 16, quantile, "cpu")
     q.update(torch.from_numpy(features).transpose(0, 1).flatten(1))
     # a small chunk so that one batch's unit-image pairs span several chunks
@@ -298,7 +302,6 @@ def write_tricky_broden(root, n_images=40, unlabelled=6, seed=0):
 
 @pytest.mark.parametrize("input_size", [16, 32])   # 32: block1's 16x16 maps against 8-pixel masks (PIL shrinks them)
 def test_lite_conventions_match_a_port_of_lites_loop(tmp_path, input_size):
-    from reglens import dissect_lite
     root = write_tricky_broden(tmp_path / "tricky")
     torch.manual_seed(0)
     model = models.build("simplecnn", 3, input_size, 10, width=0.25).eval()
@@ -320,7 +323,7 @@ def test_lite_conventions_match_a_port_of_lites_loop(tmp_path, input_size):
               for e in b.images]
     scalars = [e.image_labels for e in b.images]
     checked_detectors = 0
-    assert any(dissect.shrinks(f.shape, b.seg_shape) for f in feats.values()) == (input_size == 32)
+    assert any(shrinks(f.shape, b.seg_shape) for f in feats.values()) == (input_size == 32)
     for layer, f in feats.items():
         f = f.numpy().astype(np.float64)
         np.testing.assert_allclose(result["thresholds"][layer].numpy(), dissect_lite.thresholds(f, 0.05), rtol=1e-5)
@@ -385,8 +388,8 @@ def test_broden_errors_name_the_file_row_and_problem(tmp_path):
 def runs_as_masks(f, thr, out, chunk_bytes):
     """activated_runs painted into (B, units, out*out) masks; runs must not overlap, areas must add up."""
     got = torch.zeros(f.shape[0], f.shape[1], out[0] * out[1], dtype=torch.bool)
-    for b, u, (owner, start, length), area in dissect.activated_runs(f, thr, out, chunk_bytes=chunk_bytes):
-        run, offset = dissect._expand(length)
+    for b, u, (owner, start, length), area in activated_runs(f, thr, out, chunk_bytes=chunk_bytes):
+        run, offset = _expand(length)
         where = (b[owner].take(run), u[owner].take(run), start.take(run) + offset)
         assert not got[where].any()
         assert bool((start % out[1] + length <= out[1]).all())                   # a run stays in its row
@@ -560,7 +563,7 @@ def test_numba_and_torch_tallies_agree_exactly(source, out, dtype):
 def test_tally_engine_is_checked(monkeypatch):
     lc = torch.zeros(4, 1)
     assert dissect.ConceptTally(2, lc, "lite", (4, 4), "cpu").engine == "numba"
-    monkeypatch.setattr(dissect.dissect_cpu, "available", lambda: False)    # numba missing: torch serves
+    monkeypatch.setattr(dissect_cpu, "available", lambda: False)    # numba missing: torch serves
     assert dissect.ConceptTally(2, lc, "lite", (4, 4), "cpu").engine == "torch"
     with pytest.raises(ValueError, match=r"on the CPU with numba installed"):
         dissect.ConceptTally(2, lc, "lite", (4, 4), "cpu", engine="numba")
@@ -625,7 +628,7 @@ def test_maps_larger_than_their_mask_are_resized_as_pils_bilinear_resize(source,
     near = np.abs(pil - thr.numpy().reshape(1, 3, 1, 1)) < 1e-5                  # float32 ties
     assert (mine == theirs)[~near].all() and near.mean() < 0.01
     resized = dissect.resize_maps(f, out)
-    if dissect.shrinks(source, out):
+    if shrinks(source, out):
         np.testing.assert_allclose(resized.numpy(), pil, rtol=0, atol=1e-5)
         sampled = dissect.unit_masks(f, thr, out, "sample").view(2, 3, *out).numpy()
         assert (sampled != theirs).mean() > 0.05                                  # point sampling is not PIL's

@@ -1,6 +1,7 @@
 """The package's layers, read from its imports: core (math) <- stages (I/O) <- workflow; module size;
 the study's shape (cell paths, per-cell file names) spelled in reglens.layout and reglens.analyses only."""
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from conftest import REPO
 SRC = REPO / "src" / "reglens"
 BASE = {"reglens", "reglens.io", "reglens.device", "reglens.layout"}
 REPORTING = {"reglens.aggregate", "reglens.analyses", "reglens.report", "reglens.readme"}
-TOP = {"reglens.config", "reglens.__main__", "reglens.cli", "reglens.plan", "reglens.status"}
+TOP = {"reglens.config", "reglens.configdoc", "reglens.__main__", "reglens.cli", "reglens.plan", "reglens.status"}
 
 
 def module_name(path: Path) -> str:
@@ -104,3 +105,33 @@ def test_workflow_scripts_call_stages_only():
         top, nested = imports(script)
         modules = {resolve(n) for n in top | nested}
         assert modules and all(layer(m) == "stages" for m in modules), (script.name, modules)
+
+
+def test_modules_stay_small_and_never_import_test_code():
+    too_long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 500}
+    assert not too_long, too_long
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        found = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        found |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {m for m in found if m.split(".")[0] in ("tests", "references", "conftest")}, name
+
+
+def test_the_cell_path_is_spelled_in_one_module():
+    """`seed{...}` (the cell folder's last part) and the per-cell file names appear only in
+    reglens.layout and reglens.analyses, not in other modules or the workflow."""
+    from reglens import analyses, layout
+
+    # an output's path under the cell folder (a name without a folder: where no table has that name)
+    tables = {f"{name}.csv" for name in analyses.stacked_tables()} | {"metrics.csv", "summary.csv"}
+    names = {name for a in layout.REGISTRY.values()
+             for name in [*a.outputs.values(), *a.point_outputs.values(), *a.intermediate.values()]} - tables
+    allowed = {SRC / "layout.py", SRC / "analyses.py"}
+    places = [p for p in SRC.rglob("*.py") if p not in allowed] + list((REPO / "workflow").rglob("*.smk")) + [
+        REPO / "workflow" / "Snakefile"] + list((REPO / "workflow" / "scripts").glob("*.py"))
+    for path in places:
+        text = path.read_text()
+        assert not re.search(r"/seed\{", text), f"{path} spells the cell path"
+        spelled = {n for n in names if f'"{n}"' in text or f"/{n}\"" in text or f"'{n}'" in text}
+        assert not spelled, f"{path} spells per-cell files {spelled}"
+    assert analyses.REGISTRY is layout.REGISTRY

@@ -40,8 +40,6 @@ def test_summary_bootstrap_interval_matches_scipy_and_stays_in_range():
 
 
 def test_every_metric_of_a_run_has_a_known_range():
-    from reglens import measures
-
     for metric, lo, hi in (("test_acc", 0, 1), ("pgd10_linf_acc@0.1", 0, 1), ("saliency_gini", 0, 1),
                            ("saliency_mprt_all_layers", -1, 1), ("roar_score_saliency", -1, 1), ("ece", 0, 1),
                            ("nll", 0, np.inf), ("dissect_unique_concepts", 0, np.inf),
@@ -50,8 +48,6 @@ def test_every_metric_of_a_run_has_a_known_range():
 
 
 def test_scorecard_planted_effects_against_scipy():
-    from reglens import measures
-
     rng = np.random.default_rng(3)
     base = rng.normal(0.8, 0.02, 5)
     acc = tidy_frame({"none": base, "up": base + 0.05 + rng.normal(0, 0.002, 5), "flat": base + rng.normal(0, 0.01, 5)},

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from reglens import config, status
+from reglens import config, grid, status
 
 
 def test_status_tells_done_missing_and_failed_with_the_log(tmp_path):
@@ -18,7 +18,7 @@ def test_status_tells_done_missing_and_failed_with_the_log(tmp_path):
     running.parent.mkdir(parents=True)
     running.write_text("epoch 1\n")
     rows = {(r["cell"], r["stage"]): r for r in status.cell_status(cfg, tmp_path)}
-    assert len({c for c, _ in rows}) == len(config.cells(cfg))
+    assert len({c for c, _ in rows}) == len(grid.cells(cfg))
     assert rows[(cell, "train")]["state"] == "done"
     assert rows[(cell, "attack")]["state"] == "failed" and rows[(cell, "attack")]["log"] == str(failing)
     assert rows[(cell, "attack")]["tail"][-1] == "RuntimeError: CUDA out of memory"

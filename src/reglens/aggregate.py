@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from reglens import analyses, dissect
+from reglens import analyses
+from reglens.dissect.groups import group_agreement
 from reglens.io import read_csv
 from reglens.layout import KEYS, REGISTRY
 
@@ -16,7 +17,7 @@ def files_of(analysis, cell: dict, results_root) -> dict[str, Path]:
 
 
 def _group_metrics(table: pd.DataFrame) -> dict:
-    """One cell's concept agreement within its filter groups (rows of dissect.group_agreement): means over
+    """One cell's concept agreement within its filter groups (rows of dissect.groups.group_agreement): means over
     groups, per layer and in all, against the chance agreement of random groups."""
     out = {"dissect_group_agreement": table.agreement.mean(), "dissect_group_agreement_chance": table.chance.mean(),
            "dissect_group_detecting": table.detecting.mean()}
@@ -31,7 +32,7 @@ def group_tables(results_root, cells: list[dict]) -> pd.DataFrame:
     for cell in cells:
         units = files_of(REGISTRY["dissect"], cell, results_root)["units"]
         if cell.get("groups") and units.exists():
-            frame = dissect.group_agreement(read_csv(units), cell["groups"])
+            frame = group_agreement(read_csv(units), cell["groups"])
             for i, key in enumerate(KEYS):
                 frame.insert(i, key, cell[key])
             frames.append(frame)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from reglens import config, plan, readme, status
+from reglens import config, configdoc, grid, plan, readme, status
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -27,7 +27,7 @@ def check_config(paths: list[str]) -> int:
     except config.ConfigError as error:
         print(error, file=sys.stderr)
         return 1
-    print(f"{', '.join(paths)}: valid; {len(config.cells(cfg))} cells in {len(cfg['studies'])} studies")
+    print(f"{', '.join(paths)}: valid; {len(grid.cells(cfg))} cells in {len(cfg['studies'])} studies")
     return 0
 
 
@@ -85,7 +85,7 @@ def _run(args) -> int:
                 print(f"{page}: regenerated {', '.join(done)}")
         return 0
     if args.command == "config-doc":
-        sys.stdout.write(config.config_doc())
+        sys.stdout.write(configdoc.config_doc())
         return 0
     if args.command == "plan":
         return print_plan(args.configfile, args.device, args.utilization, args.measured)
@@ -109,7 +109,7 @@ def print_plan(paths: list[str], device: str, utilization: float, measured_path:
                  else f"not a {device}, so not used"))
     table = plan.bill(cfg, device, utilization, measured=measured)
     peak = plan.DEVICES[device]
-    print(f"{', '.join(paths)}: {len(config.cells(cfg))} cells; {peak['name']} at {utilization:.0%} of its dense peak "
+    print(f"{', '.join(paths)}: {len(grid.cells(cfg))} cells; {peak['name']} at {utilization:.0%} of its dense peak "
           f"where not measured (fp32 jobs at TF32 {peak['tf32'] / 1e12:.0f} TFLOP/s, bf16 {peak['bf16'] / 1e12:.0f} TFLOP/s)")
     print(table.to_string(index=False, formatters={"pflop": "{:,.1f}".format, "gpu_hours": "{:,.2f}".format}))
     return 0

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from reglens import attribution, dissect
+from reglens import attribution
+from reglens.dissect.geometry import shrinks
 
 NET2VEC_DEFAULTS = {"enabled": True, "images": 2000, "val_fraction": 0.3, "min_pixels": 200, "max_concepts": 60,
                     "categories": ["color", "object", "part", "material"], "epochs": 30, "lr": 0.05,
@@ -34,7 +35,7 @@ def upsample(features: torch.Tensor, shape) -> torch.Tensor:
     if tuple(features.shape[-2:]) == tuple(shape):
         return features
     return F.interpolate(features, size=tuple(shape), mode="bilinear", align_corners=False,
-                         antialias=dissect.shrinks(features.shape, shape))
+                         antialias=shrinks(features.shape, shape))
 
 
 def concept_masks(planes: torch.Tensor, concepts: torch.Tensor) -> torch.Tensor:

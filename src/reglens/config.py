@@ -1,4 +1,5 @@
-"""Study configuration: schema validation (enums from the registries), named-variant checks, the grid."""
+"""Study configuration: YAML loading and schema validation (enums from the registries), named-variant
+checks (the grid of cells: reglens.grid; the generated config/README.md: reglens.configdoc)."""
 from __future__ import annotations
 
 import copy
@@ -13,14 +14,9 @@ import yaml
 from reglens import actmax, attribution, concepts, data, dissect, models, regularizers, roar, robustness, shortcut
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
-from reglens.layout import Cell, cell_path, parse_cell_path
-from reglens.train import TRAIN_DEFAULTS
+from reglens.grid import ConfigError, cells, expand_roar_cells
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
-class ConfigError(ValueError):
-    pass
 
 
 # a name becomes one folder of a cell's path: no '.' or '..' component, nothing a file system refuses
@@ -306,47 +302,6 @@ def _dissect_settings(cfg: dict) -> None:
         raise ConfigError(str(exc)) from None
 
 
-GRID_KEYS = {"studies": None, "archs": "archs", "regularizers": "regularizers", "seeds": "seeds"}
-
-
-def expand_roar_cells(cfg: dict) -> list[str]:
-    """roar.cells as cell paths: each entry is a path (study/arch/reg/seed<k>) or a grid
-    {studies, archs, regularizers, seeds}, each a list or 'all' (every value the study has; for
-    studies, every study of images: ROAR ranks pixels, which 2-D points do not have)."""
-    configured = {cell.path for cell in cells(cfg) if data.spec(cell.dataset).inputs == "images"}
-    points = {name for name, s in cfg["studies"].items() if data.spec(s["dataset"]).inputs != "images"}
-    out = []
-    for i, entry in enumerate(cfg["roar"]["cells"]):
-        if isinstance(entry, str):
-            if entry.split("/")[0] in points:
-                raise ConfigError(f"roar.cells[{i}]: {entry!r} is a cell of 2-D points; ROAR needs images")
-            if entry not in configured:
-                raise ConfigError(f"roar.cells[{i}]: {entry!r} is not a configured cell (study/arch/reg/seed<k>)")
-            paths = [entry]
-        else:
-            studies = [s for s in cfg["studies"] if s not in points] if entry.get("studies", "all") == "all" \
-                else entry["studies"]
-            paths = []
-            for study in studies:
-                if study not in cfg["studies"]:
-                    raise ConfigError(f"roar.cells[{i}].studies: {study!r} is not a study; studies: {sorted(cfg['studies'])}")
-                if study in points:
-                    raise ConfigError(f"roar.cells[{i}].studies: {study!r} holds 2-D points; ROAR needs images")
-                s = cfg["studies"][study]
-                axes = {}
-                for key in ("archs", "regularizers", "seeds"):
-                    chosen = entry.get(key, "all")
-                    chosen = s[key] if chosen == "all" else chosen
-                    missing = [v for v in chosen if v not in s[key]]
-                    if missing:
-                        raise ConfigError(f"roar.cells[{i}].{key}: {missing} not in studies.{study}.{key} {s[key]}")
-                    axes[key] = chosen
-                paths += [cell_path({"study": study, "arch": a, "reg": r, "seed": k}) for a in axes["archs"]
-                          for r in axes["regularizers"] for k in axes["seeds"]]
-        out += [p for p in paths if p not in out]
-    return out
-
-
 def _check_roar(cfg: dict) -> None:
     r = cfg["roar"]
     if "random" not in r["methods"]:
@@ -362,115 +317,6 @@ def _check_variant(name: str, variants: dict, where: str) -> None:
         regularizers.build(name, variants)
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc.args[0]}") from None
-
-
-GROUP_KINDS = ("group_norm", "group_activation")
-
-
-def study_groups(cfg: dict, study: str) -> int | None:
-    """The filter groups of a study's group regularizers (the largest, if they differ); None without any."""
-    found = [regularizers.build_member(spec).groups for reg in cfg["studies"][study]["regularizers"]
-             for spec in regularizers.resolve(reg, cfg["regularizers"]) if spec["kind"] in GROUP_KINDS]
-    return max(found) if found else None
-
-
-def cells(cfg: dict) -> list[Cell]:
-    groups = {sname: study_groups(cfg, sname) for sname in cfg["studies"]}
-    return [Cell(sname, study["dataset"], arch, reg, seed, "shortcut" in study, groups[sname],
-                 data.spec(study["dataset"]).inputs)
-            for sname, study in cfg["studies"].items()
-            for arch in study["archs"] for reg in study["regularizers"] for seed in study["seeds"]]
-
-
-def cell_at(cfg: dict, path: str) -> Cell:
-    """The configured cell of a path study/arch/reg/seed<k>."""
-    return find_cell(cfg, *parse_cell_path(path))
-
-
-def find_cell(cfg: dict, study: str, arch: str, reg: str, seed: int) -> Cell:
-    """The configured cell a target path names, or a ConfigError saying what is configured."""
-    if study not in cfg["studies"]:
-        raise ConfigError(f"study {study!r} is not in the config; configured: {sorted(cfg['studies'])}")
-    s = cfg["studies"][study]
-    for key, value, options in (("archs", arch, s["archs"]), ("regularizers", reg, s["regularizers"]),
-                                ("seeds", int(seed), s["seeds"])):
-        if value not in options:
-            raise ConfigError(f"studies.{study}.{key}: {value!r} is not configured; configured: {options}")
-    return Cell(study, s["dataset"], arch, reg, int(seed), "shortcut" in s, study_groups(cfg, study),
-                data.spec(s["dataset"]).inputs)
-
-
-# ---------------------------------------------------------------- documentation from the schema
-
-MINIMAL = {"regularizers": {"none": []},
-           "studies": {"s": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none"], "seeds": [0]}}}
-
-
-def default_tree() -> dict:
-    """Every setting's default, as validation fills it in (studies.<name> shows a study's)."""
-    cfg = validate(MINIMAL)
-    cfg["robustness"] = robustness.merged_config(cfg["robustness"])
-    cfg["studies"] = {"<name>": {"model": {"width": 1.0}, "train": TRAIN_DEFAULTS}}
-    cfg["regularizers"] = {}
-    return cfg
-
-
-def _allowed(node: dict) -> str:
-    if node.get("enum"):
-        return " \\| ".join(f"`{v}`" for v in node["enum"])
-    kinds = node.get("type", "object" if "properties" in node else "")
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    text = " or ".join(str(k) for k in kinds if k)
-    bounds = [f"{sym} {node[key]}" for key, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"),
-                                                    ("maximum", "≤"), ("exclusiveMaximum", "<")) if key in node]
-    if node.get("type") == "array" and "items" in node:
-        inner = _allowed(node["items"])
-        text = f"list of {inner}" if inner else "list"
-    return text + (f" ({', '.join(bounds)})" if bounds else "")
-
-
-def _default(tree, path):
-    for part in path:
-        if not isinstance(tree, dict) or part not in tree:
-            return ""
-        tree = tree[part]
-    if isinstance(tree, dict):
-        return ""
-    return f"`{yaml.safe_dump(tree, default_flow_style=True).strip().removesuffix('...').strip()}`"
-
-
-def schema_rows(node: dict, path: tuple = (), defaults: dict | None = None) -> list[tuple[str, str, str, str]]:
-    """(key, allowed values, default, description) for every key of the schema, depth first."""
-    defaults = default_tree() if defaults is None else defaults
-    rows = []
-    for key, child in node.get("properties", {}).items():
-        here = path + (key,)
-        text = " ".join(child.get("description", "").split()).replace("|", "\\|")
-        rows.append((".".join(here), _allowed(child), _default(defaults, here), text))
-        rows += schema_rows(child, here, defaults)
-    extra = node.get("additionalProperties")
-    if isinstance(extra, dict) and extra.get("properties"):
-        rows += schema_rows(extra, path + ("<name>",), defaults)
-    return rows
-
-
-def config_doc(schema_path: str | Path = SCHEMA_PATH) -> str:
-    """config/README.md: every config key, from the schema's descriptions and the defaults."""
-    tree = schema(schema_path)
-    lines = ["# Configuration", "",
-             "Generated from `workflow/schemas/config.schema.yaml` by `python -m reglens config-doc`; do not edit.",
-             "A config is validated before any job runs; a bad key fails naming its path and the valid choices.",
-             "`config/demo.yaml` is the default (the demo study); `config/config.yaml` is the full study.", "",
-             "| key | allowed | default | meaning |", "|---|---|---|---|"]
-    for key, allowed, default, text in schema_rows(tree):
-        lines.append(f"| `{key}` | {allowed} | {default} | {text} |".replace("\n", " "))
-    lines += ["", "## Regularizer kinds", "",
-              "A variant under `regularizers` is a list of `{kind: <kind>, <key>: <value>}`; a key left out takes its default.",
-              "", "| kind | keys (defaults) | what it does |", "|---|---|---|"]
-    for kind, cls in sorted(regularizers.KINDS.items()):
-        keys = ", ".join(f"`{k}` ({v})" for k, v in cls.params.items()) or "—"
-        lines.append(f"| `{kind}` | {keys} | {cls.summary.replace('|', chr(92) + '|')} |")
-    return "\n".join(lines) + "\n"
 
 
 def canonical(value, defaults=None):

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 RESULTS = "results"
-CELL_DIR = RESULTS + "/{study}/{arch}/{reg}/seed{seed}"  # the wildcard pattern of a cell folder
+CELL_PATH = "{study}/{arch}/{reg}/seed{seed}"            # a cell's path, as wildcards
+CELL_DIR = RESULTS + "/" + CELL_PATH                     # the wildcard pattern of a cell folder
 KEYS = ["study", "dataset", "arch", "reg", "seed"]      # a cell's columns in every table
 
 
@@ -45,7 +46,17 @@ class Cell:
 
 def cell_path(cell: dict) -> str:
     """study/arch/reg/seed<k>: a cell's folder under results/, and how the config names a cell."""
-    return f"{cell['study']}/{cell['arch']}/{cell['reg']}/seed{cell['seed']}"
+    return CELL_PATH.format(**{key: cell[key] for key in ("study", "arch", "reg", "seed")})
+
+
+def seed_folder(seed: int) -> str:
+    """The last part of a cell's path."""
+    return CELL_PATH.rsplit("/", 1)[1].format(seed=seed)
+
+
+def cell_log(rule: str, suffix: str = "") -> str:
+    """The wildcard pattern of a per-cell job's log (`suffix`: more wildcards, e.g. /{method})."""
+    return f"logs/{rule}/{CELL_PATH}{suffix}.log"
 
 
 def parse_cell_path(path: str) -> tuple[str, str, str, int]:

@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from reglens import analyses  # noqa: F401  (registers the analyses and their costs)
-from reglens import attribution, config as config_mod, data, dissect, layout, leakage, models, regularizers, robustness
+from reglens import attribution, data, dissect, grid, layout, leakage, models, regularizers, robustness
 from reglens import roar as roar_mod
 from reglens.layout import Cell
 from reglens.train import effective_precision, merged_train_config
@@ -163,7 +163,7 @@ def jobs(cfg: dict) -> list[Job]:
     (one job of the analysis's rule) or a list of (rule, FLOPs, precision[, key]) jobs, where jobs
     with one key are one shared job."""
     out, shared = [], {}
-    for cell in config_mod.cells(cfg):
+    for cell in grid.cells(cfg):
         ctx = CellCost(cfg, cell)
         for analysis in layout.analyses_of(cfg, cell):
             cost = analysis.cost(ctx) if analysis.cost else 0.0

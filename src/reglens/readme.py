@@ -11,6 +11,7 @@ import pandas as pd
 
 from reglens import data, stats
 from reglens.io import atomic_path, read_csv
+from reglens.layout import cell_path, seed_folder
 
 
 def describe(values, digits: int = 3) -> str:
@@ -81,7 +82,7 @@ def roar(curves: pd.DataFrame, leakage: pd.DataFrame, detector: pd.DataFrame | N
                 ok = hit[hit.fitted.astype(bool)]
                 cells.append(f"{ok.recovered_leakage_acc.mean():.3f}" if len(ok) else
                              ("did not fit" if len(hit) else "–"))
-            lines.append(f"| {reg}/seed{seed} | {method} | " + " | ".join(cells) + " |")
+            lines.append(f"| {reg}/{seed_folder(seed)} | {method} | " + " | ".join(cells) + " |")
     runs_per_point = int(d[d.fraction > 0].groupby(["reg", "seed", "method", "fraction"]).size().max())
     mean_at = d[d.fitted.astype(bool) & (d.fraction == 0.5)].groupby("method").test_acc.mean()
     best = mean_at.drop("random", errors="ignore").idxmin() if len(mean_at) > 1 else None
@@ -227,7 +228,7 @@ def _without(tidy: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
 def _untrained_sentence(cells: pd.DataFrame) -> str:
     if cells.empty:
         return ""
-    names = ", ".join(f"{r.study}/{r.arch}/{r.reg}/seed{r.seed}" for r in cells.itertuples())
+    names = ", ".join(cell_path(r._asdict()) for r in cells.itertuples())
     return (f"{len(cells)} cell(s) did not train (test accuracy within 0.05 of chance: {names}); they are in the "
             "table, flagged here, and left out of these sentences.")
 

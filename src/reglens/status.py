@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reglens import analyses  # noqa: F401  (registers the analyses)
-from reglens import config
+from reglens import grid
 from reglens.layout import analyses_of
 
 ERROR_MARKERS = ("Traceback (most recent call last)", "Error:", "CANCELLED", "DUE TO TIME LIMIT")
@@ -24,7 +24,7 @@ def cell_status(cfg: dict, root: Path = Path(".")) -> list[dict]:
     """One row per cell and analysis it runs: state (done, missing, failed), the output, and for a
     failure its log and last lines."""
     rows = []
-    for cell in config.cells(cfg):
+    for cell in grid.cells(cfg):
         rel = cell.path
         for analysis in analyses_of(cfg, cell):
             output = Path(analysis.target(cell.record()))

@@ -249,7 +249,7 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         seconds = time.perf_counter() - t0
         train_loss = loss_sum.item() / n
         if not math.isfinite(train_loss):
-            raise NonFiniteLoss(f"{arch}/{regs.name}/seed{seed}: the training loss became {train_loss} in "
+            raise NonFiniteLoss(f"{arch}, {regs.name}, seed {seed}: the training loss became {train_loss} in "
                                 f"epoch {epoch + 1}; no model was written. Lower train.lr or the "
                                 "regularizer's strength.")
         test = evaluate(model, data.x_test, data.y_test, cfg["eval_batch_size"])
@@ -275,7 +275,7 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
     final_test = evaluate(model, data.x_test, data.y_test, cfg["eval_batch_size"])
     for split, result in (("training", final_train), ("test", final_test)):
         if not math.isfinite(result["loss"]):
-            raise NonFiniteLoss(f"{arch}/{regs.name}/seed{seed}: the final model's {split} loss is {result['loss']} "
+            raise NonFiniteLoss(f"{arch}, {regs.name}, seed {seed}: the final model's {split} loss is {result['loss']} "
                                 "(the last steps diverged); no model was written. Lower train.lr or the "
                                 "regularizer's strength.")
     run_rows = history[start_epoch:] or history

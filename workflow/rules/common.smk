@@ -3,6 +3,7 @@ from pathlib import Path
 
 from reglens import analyses as reglens_analyses  # registers every per-cell analysis
 from reglens import config as reglens_config
+from reglens import grid as reglens_grid
 from reglens import data as reglens_data
 from reglens import io as reglens_io
 from reglens import layout as reglens_layout
@@ -36,7 +37,7 @@ RESUMABLE_RETRIES = CFG["retries"] if workflow.is_main_process else 0
 SHARED_ARCHS = sorted(CFG["gpu_sharing"]["archs"])
 OWN_GPU_ARCHS = sorted(set(reglens_models.MODELS) - set(SHARED_ARCHS))
 
-CELLS = reglens_config.cells(CFG)
+CELLS = reglens_grid.cells(CFG)
 IMAGE_CELLS = [cell for cell in CELLS if cell.inputs == "images"]
 POINT_STUDIES = sorted({cell.study for cell in CELLS} - {cell.study for cell in IMAGE_CELLS})
 IMAGE_STUDIES = sorted({cell.study for cell in IMAGE_CELLS})
@@ -60,7 +61,7 @@ wildcard_constraints:
 
 def cell_of(wildcards):
     try:
-        return reglens_config.find_cell(CFG, wildcards.study, wildcards.arch, wildcards.reg,
+        return reglens_grid.find_cell(CFG, wildcards.study, wildcards.arch, wildcards.reg,
                                         int(wildcards.seed))
     except reglens_config.ConfigError as error:
         raise WorkflowError(str(error)) from None
@@ -168,7 +169,7 @@ def analysis_outputs(name):
 
 def analysis_log(name):
     """A per-cell job's log."""
-    return f"logs/{name}/{{study}}/{{arch}}/{{reg}}/seed{{seed}}.log"
+    return reglens_layout.cell_log(name)
 
 
 # Helpers of the stage rules (rule files hold rules only).
@@ -227,7 +228,7 @@ def roar_baseline_learner(wildcards):
 
 
 def roar_cells():
-    return [reglens_config.cell_at(CFG, path) for path in ROAR["cells"]]
+    return [reglens_grid.cell_at(CFG, path) for path in ROAR["cells"]]
 
 
 def broden_root():

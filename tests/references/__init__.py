@@ -1,0 +1,1 @@
+"""Reference implementations that tests and benchmarks check reglens against (not shipped)."""
