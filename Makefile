@@ -3,28 +3,33 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.test-installed-stamp
 CORES ?= all
 
 .PHONY: install demo test test-fast bench readme plan clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# test-only reference implementation; --no-deps: its requests~=2.25 pin would downgrade snakemake's
-	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
-	# test-only: the authors' extremal perturbation (its plotting and dataset dependencies are not used)
-	$(BIN)/python -m pip install --quiet --no-deps torchray==1.0.0.2
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# the test extra, and two reference implementations the tests compare against, without their own
+# dependencies (torchattacks' requests~=2.25 pin would downgrade snakemake's; torchray's plotting and
+# dataset packages are not used), so they cannot be in the extra
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1 torchray==1.0.0.2
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
 demo: install
 	$(BIN)/snakemake all --cores $(CORES)
 
-test: install
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-test-fast: install
+test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
 
 readme: install   # after `make demo`: the README's result blocks from results/tables

@@ -5,7 +5,7 @@ in its own process as rule train_shared runs them in one SLURM job, against one 
 
 Every process builds its data and model, trains one warm-up epoch, then waits at a barrier; the
 measured epochs of all start together. Aggregate images/s = cells x images x epochs / (last finish -
-first start). Prints it for 1 and k cells and their ratio (the issue's goal on a GPU: >= 4 for 8).
+first start). Prints it for 1 and k cells and their ratio (the goal on a GPU: >= 4 for 8).
 On the CPU the cells compete for the same cores, so the ratio is bounded by cores / threads per cell.
 """
 from __future__ import annotations
