@@ -135,3 +135,13 @@ def test_the_cell_path_is_spelled_in_one_module():
         spelled = {n for n in names if f'"{n}"' in text or f"/{n}\"" in text or f"'{n}'" in text}
         assert not spelled, f"{path} spells per-cell files {spelled}"
     assert analyses.REGISTRY is layout.REGISTRY
+
+
+def test_the_readme_is_short_and_the_repository_speaks_of_the_project_only():
+    assert len((REPO / "README.md").read_bytes()) <= 8000
+    files = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "config").rglob("*.*"),
+             *(REPO / "benchmarks").rglob("*.py"), *SRC.rglob("*.py")]
+    words = re.compile(r"\bsessions?\b|\blent\b|\bthis machine\b", re.I)
+    found = [f"{path.relative_to(REPO)}: {m.group(0)}" for path in files if path.suffix in (".md", ".py", ".yaml")
+             for m in [words.search(path.read_text())] if m]
+    assert not found, found

@@ -53,7 +53,7 @@ def test_scorecard_planted_effects_against_scipy():
     acc = tidy_frame({"none": base, "up": base + 0.05 + rng.normal(0, 0.002, 5), "flat": base + rng.normal(0, 0.01, 5)},
                      metric="test_acc", stage="train")
     ece_base = rng.uniform(0.02, 0.04, 5)
-    ece = tidy_frame({"none": ece_base, "up": ece_base + 0.1, "flat": ece_base}, metric="ece", stage="calibration")
+    ece = tidy_frame({"none": ece_base, "up": ece_base + 0.1, "flat": ece_base}, metric="ece", stage="diagnose")
     # a per-method measure: the scorecard averages the methods, leaving out the random baseline
     gini = pd.concat([tidy_frame({"none": [0.4] * 5, "up": [0.6] * 5, "flat": [0.4] * 5}, metric=f"{m}_gini")
                       for m in ("saliency", "gradcam")]
@@ -83,7 +83,7 @@ def test_agreement_matches_scipy_and_its_interval_covers_the_population_value():
     x = rng.normal(size=12)
     rows = [{"study": "s", "dataset": "d", "arch": "a", "reg": f"r{i}", "seed": 0, "stage": st, "metric": m, "value": v}
             for i in range(12) for st, m, v in (("road", "road_score_saliency", x[i]),
-                                                ("boundary", "tv_isotropic_random", -x[i] + 0.3 * rng.normal()),
+                                                ("diagnose", "tv_isotropic_random", -x[i] + 0.3 * rng.normal()),
                                                 ("dissect", "dissect_unique_concepts", 3.0))]
     table = reglens_stats.agreement(pd.DataFrame(rows), CARD).set_index(["measure_a", "measure_b"])
     tidy = pd.DataFrame(rows).pivot_table(index="reg", columns="metric", values="value")

@@ -73,17 +73,18 @@ def test_tiny_study_end_to_end(study):
     assert torch.equal(planted["x_test"], digits.x_test.cpu())  # the tiny study trains on marked digits
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     # explain: gini and entropy per method, 6 randomization-check measures per checked method, the
-    # agreement mean and its undefined count; boundary: 6 per plane kind; actmax: 5
+    # agreement mean and its undefined count; diagnose: calibration 3, boundary 6 per plane kind,
+    # weights 5; actmax: 5
     # shortcut: 6 cell-level measures, and mass, pointing and undefined count per method; lesion: top,
     # random and their difference per k; net2vec: 8 over layers and 6 per layer (checked below)
-    per_cell = {"train": 8, "attack": 8, "calibration": 3, "boundary": 2 * 6, "weights": 5,
+    per_cell = {"train": 8, "attack": 8, "diagnose": 3 + 2 * 6 + 5,
                 "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2, "shortcut": 6 + 2 * 3,
                 "lesion": 3 * 2, "net2vec": 8 + 6 * 2}
     # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method,
     # the detector's accuracy, its majority rate and the recovered masks' leakage per mode and method, and
     # the count of detector controls that did not fit;
     # the toy study's one cell (2-D points) has every stage but those that need images
-    points = {"train", "attack", "calibration", "boundary", "weights"}
+    points = {"train", "attack", "diagnose"}
     expected = {k: 4 * v + (v if k in points else 0) for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2 + 2 * 2 * 3 + 1}
     assert table.groupby("stage").size().to_dict() == expected
     assert pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
