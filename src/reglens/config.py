@@ -124,7 +124,17 @@ def schema(path: str | Path = SCHEMA_PATH) -> dict:
     for section, key in (("explain", "methods"), ("explain", "mprt_methods"), ("roar", "methods"),
                          ("road", "methods"), ("shortcut", "methods")):
         props[section]["properties"][key]["items"]["enum"] = sorted(attribution.METHODS)
+    _show_defaults(out, DEFAULTS)
     return out
+
+
+def _show_defaults(node: dict, defaults: dict) -> None:
+    """Write each default of the tree into the schema as its `default:` key (for readers and tools)."""
+    for key, child in node.get("properties", {}).items():
+        if key in defaults:
+            child["default"] = copy.deepcopy(defaults[key])
+            if isinstance(defaults[key], dict):
+                _show_defaults(child, defaults[key])
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -188,6 +198,33 @@ def _check_names(cfg: dict) -> None:
                               f"reserved: {list(RESERVED_STUDIES)}")
 
 
+# Every setting's default, in one tree: each section's from the module that uses it (its functions
+# fill the same dict when called directly), the workflow's own here. Validation fills a config from
+# it; schema() shows it as the schema's `default:` keys, and config/README.md is generated from those.
+DEFAULTS = {
+    "device": "auto", "torch_threads": 1, "retries": 2, "partial": False,
+    "figures": {"svg": True}, "gpu_sharing": {"archs": []},
+    "data": {"root": "resources", "offline_dir": None, "clusters2d": clusters2d.CLUSTERS2D_DEFAULTS},
+    "robustness": robustness.ROBUSTNESS_DEFAULTS, "explain": attribution.EXPLAIN_DEFAULTS,
+    "actmax": actmax.ACTMAX_DEFAULTS, "roar": roar.ROAR_DEFAULTS, "road": roar.ROAD_DEFAULTS,
+    "shortcut": shortcut.MEASURE_DEFAULTS,
+    "dissect": {"enabled": True, **dissect.DISSECT_DEFAULTS, "broden": dissect.BRODEN_DEFAULTS},
+    "net2vec": concepts.NET2VEC_DEFAULTS, "lesion": concepts.LESION_DEFAULTS,
+}
+STUDY_DEFAULTS = {"model": {}, "train": {}}  # a study's training settings: reglens.train.TRAIN_DEFAULTS, at use
+
+
+def with_defaults(given: dict, defaults: dict) -> dict:
+    """`given` with every key of `defaults` it lacks, mappings filled recursively (a copy)."""
+    out = copy.deepcopy(given)
+    for key, default in defaults.items():
+        if key not in out:
+            out[key] = copy.deepcopy(default)
+        elif isinstance(default, dict) and isinstance(out[key], dict):
+            out[key] = with_defaults(out[key], default)
+    return out
+
+
 def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate a config dict and return a copy with defaults filled in. Raises ConfigError naming
     the offending key and the valid choices."""
@@ -198,37 +235,18 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), _where(e)))
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_message(e) for e in errors[:10]))
-    cfg.setdefault("device", "auto")
-    cfg.setdefault("torch_threads", 1)
-    cfg.setdefault("retries", 2)
-    cfg["figures"] = {"svg": True, **cfg.get("figures", {})}
-    cfg.setdefault("partial", False)
-    cfg["gpu_sharing"] = {"archs": [], **cfg.get("gpu_sharing", {})}
+    cfg = with_defaults(cfg, DEFAULTS)
     for j, arch in enumerate(cfg["gpu_sharing"]["archs"]):
         if arch not in models.MODELS:
             raise ConfigError(f"gpu_sharing.archs[{j}]: unknown architecture {arch!r}; valid: {sorted(models.MODELS)}")
-    cfg.setdefault("data", {})
-    cfg["data"].setdefault("root", "resources")
-    cfg["data"].setdefault("offline_dir", None)
-    cfg["data"]["clusters2d"] = {**clusters2d.CLUSTERS2D_DEFAULTS, **cfg["data"].get("clusters2d", {})}
-    cfg["robustness"] = robustness.merged_config(cfg.get("robustness"))
-    cfg["explain"] = {**attribution.EXPLAIN_DEFAULTS, **cfg.get("explain", {})}
-    cfg["actmax"] = {**actmax.ACTMAX_DEFAULTS, **cfg.get("actmax", {})}
-    cfg["roar"] = {**roar.ROAR_DEFAULTS, **cfg.get("roar", {})}
-    cfg["roar"]["learner"] = {**roar.ROAR_DEFAULTS["learner"], **cfg["roar"]["learner"]}
-    cfg["roar"]["detector"] = {**roar.ROAR_DEFAULTS["detector"], **cfg["roar"]["detector"]}
-    cfg["road"] = {**roar.ROAD_DEFAULTS, **cfg.get("road", {})}
-    cfg["shortcut"] = {**shortcut.MEASURE_DEFAULTS, **cfg.get("shortcut", {})}
     _dissect_settings(cfg)
-    for key, defaults in (("net2vec", concepts.NET2VEC_DEFAULTS), ("lesion", concepts.LESION_DEFAULTS)):
-        cfg[key] = {**defaults, **cfg.get(key, {})}
+    for key in ("net2vec", "lesion"):
         cfg[key]["enabled"] = bool(cfg[key]["enabled"] and cfg["dissect"]["enabled"])  # on dissected cells only
     variants = cfg["regularizers"]
     for name in variants:
         _check_variant(name, variants, f"regularizers.{name}")
     for sname, study in cfg["studies"].items():
-        study.setdefault("model", {})
-        study.setdefault("train", {})
+        cfg["studies"][sname] = study = with_defaults(study, STUDY_DEFAULTS)
         ds = data.DATASETS[study["dataset"]]
         if "shortcut" in study:
             if ds.inputs != "images":
@@ -284,10 +302,7 @@ def used_config(cfg: dict) -> dict:
 
 
 def _dissect_settings(cfg: dict) -> None:
-    given = cfg.get("dissect", {})
-    broden = {**dissect.BRODEN_DEFAULTS, **given.get("broden", {})}
-    broden["synthetic"] = {**dissect.BRODEN_DEFAULTS["synthetic"], **broden["synthetic"]}
-    cfg["dissect"] = {"enabled": True, **dissect.DISSECT_DEFAULTS, **given, "broden": broden}
+    broden = cfg["dissect"]["broden"]
     if broden["source"] == "folder" and not broden["folder"]:
         raise ConfigError("dissect.broden.folder: source 'folder' needs the path of an unpacked Broden "
                           "(the folder holding index.csv)")

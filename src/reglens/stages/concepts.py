@@ -47,11 +47,10 @@ def choose_concepts(broden, train_planes, val_planes, cfg: dict) -> list[int]:
     return labels[:cfg["max_concepts"]]
 
 
-def run_net2vec(model_path, broden_root, units_path, out_path, dissect_cfg: dict | None = None,
-                cfg: dict | None = None, device: str = "auto", decoded=None) -> pd.DataFrame:
-    """concepts/net2vec.csv: per named layer and concept, the embedding's and the best single unit's
-    held-out IoU, units to reach `reach` of the embedding's IoU, the weights' entropy."""
-    cfg = {**concepts.NET2VEC_DEFAULTS, **(cfg or {})}
+def run_net2vec(model_path, broden_root, units_path, out: dict, dissect_cfg: dict, cfg: dict, device: str = "auto",
+                decoded=None) -> pd.DataFrame:
+    """`out["table"]`: per named layer and concept, the embedding's and the best single unit's held-out
+    IoU, units to reach `reach` of the embedding's IoU, the weights' entropy (`cfg`: its validated config section, every default filled by reglens.config.validate)."""
     dcfg = dissect.settings(dissect_cfg)
     dev = resolve_device(device)
     model = load_model(model_path, dev).eval()
@@ -66,7 +65,7 @@ def run_net2vec(model_path, broden_root, units_path, out_path, dissect_cfg: dict
                "everywhere_iou", "units_to_reach", "entropy", "units", "beats_best_unit"]
     if not chosen:
         table = pd.DataFrame(columns=columns)
-        write_csv(out_path, table)
+        write_csv(out["table"], table)
         return table
     label = torch.tensor(chosen)
     m_train, m_val = concepts.concept_masks(p_train, label).to(dev), concepts.concept_masks(p_val, label).to(dev)
@@ -94,13 +93,12 @@ def run_net2vec(model_path, broden_root, units_path, out_path, dissect_cfg: dict
                          # beats both the best unit and marking every pixel by the margin
                          "beats_best_unit": bool(emb > max(best, everywhere) + cfg["margin"])})
     table = pd.DataFrame(rows, columns=columns)
-    write_csv(out_path, table)
+    write_csv(out["table"], table)
     return table
 
 
-def run_lesion(model_path, dataset_path, out: dict, cfg: dict | None = None, device: str = "auto") -> dict:
-    """lesion/curves.csv (per class, k and kind: the class's test accuracy) and lesion/summary.json."""
-    cfg = {**concepts.LESION_DEFAULTS, **(cfg or {})}
+def run_lesion(model_path, dataset_path, out: dict, cfg: dict, device: str = "auto") -> dict:
+    """`out["curves"]` (per class, k and kind: the class's test accuracy) and `out["summary"]` (`cfg`: its validated config section, every default filled by reglens.config.validate)."""
     dev = resolve_device(device)
     model = load_model(model_path, dev).eval()
     for p in model.parameters():

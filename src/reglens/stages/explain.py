@@ -10,11 +10,10 @@ from reglens.io import torch_save, write_csv
 from reglens.stages.common import load_checkpoint, load_dataset, load_model
 
 
-def run_explain(model_path, dataset_path, out: dict, cfg: dict | None = None, device: str = "auto") -> None:
+def run_explain(model_path, dataset_path, out: dict, cfg: dict, device: str = "auto") -> None:
     """Maps of the fixed figure images; per method the complexity (Gini, entropy); Integrated Gradients'
     completeness; the model-randomization checks (cascading and independent, over seeds); pairwise
-    agreement. `out` maps maps, metrics, mprt, agreement to paths."""
-    cfg = {**attribution.EXPLAIN_DEFAULTS, **(cfg or {})}
+    agreement. `out` maps maps, metrics, mprt, agreement to paths (`cfg`: its validated config section, every default filled by reglens.config.validate)."""
     opts = cfg["options"]
     seed = opts.get("seed", attribution.DEFAULTS["seed"])
     dev = resolve_device(device)
@@ -67,11 +66,10 @@ def run_explain(model_path, dataset_path, out: dict, cfg: dict | None = None, de
                                                        "undefined", "images"]))
 
 
-def run_actmax(model_path, dataset_path, out: dict, cfg: dict | None = None, device: str = "auto") -> pd.DataFrame:
+def run_actmax(model_path, dataset_path, out: dict, cfg: dict, device: str = "auto") -> pd.DataFrame:
     """Maximize the first units of every named layer and every class logit, each measured against its
     maximum over `reference_images` training images: actmax.pt (images) and actmax.csv (per objective:
-    the dataset maximum, the value reached, their ratio, the image's saturated pixels)."""
-    cfg = {**actmax.ACTMAX_DEFAULTS, **(cfg or {})}
+    the dataset maximum, the value reached, their ratio, the image's saturated pixels) (`cfg`: its validated config section, every default filled by reglens.config.validate)."""
     dev = resolve_device(device)
     blob = load_checkpoint(model_path)
     model, kwargs = models.from_checkpoint(blob).to(dev), blob["kwargs"]

@@ -21,12 +21,11 @@ def _predict(model, x_uint8: torch.Tensor, batch: int) -> torch.Tensor:
         return torch.cat([model(datasets.to_float(x_uint8[i:i + batch])).argmax(1) for i in range(0, len(x_uint8), batch)])
 
 
-def run_shortcut(model_path, dataset_path, out: dict, cfg: dict | None = None, options: dict | None = None,
+def run_shortcut(model_path, dataset_path, out: dict, cfg: dict, options: dict | None = None,
                  device: str = "auto") -> pd.DataFrame:
     """scores.csv (metric, method, value, undefined, images): reliance on the test split (clean,
     flipped), and per method the mass inside the mark and the pointing game on the first `images`
-    marked test images, attributing their labels; `maps.pt`: the maps of the first 6 of them."""
-    cfg = {**shortcut.MEASURE_DEFAULTS, **(cfg or {})}
+    marked test images, attributing their labels; `maps.pt`: the maps of the first 6 of them (`cfg`: its validated config section, every default filled by reglens.config.validate)."""
     options = options or {}
     dev = resolve_device(device)
     blob = load_torch(dataset_path)
