@@ -123,3 +123,25 @@ def test_gpu_sharing_trains_the_named_archs_by_train_shared(tmp_path):
     cfg["gpu_sharing"] = {"archs": ["lenet5"]}
     with pytest.raises(config.ConfigError, match=r"gpu_sharing\.archs\[0\]: unknown architecture 'lenet5'; valid: \["):
         config.validate(cfg)
+
+
+def test_defaults_live_in_one_tree_that_the_schema_shows():
+    tree = config.schema()
+
+    def leaves(node, defaults, path=()):
+        for key, default in defaults.items():
+            child = node["properties"][key]          # every default names a key of the schema
+            assert child["default"] == default, path + (key,)
+            if isinstance(default, dict) and "properties" in child:
+                leaves(child, default, path + (key,))
+
+    leaves(tree, config.DEFAULTS)
+    text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    assert not re.search(r"(^\s*|[{,]\s*)default:", text, re.M)       # the YAML file holds none
+    given = {"roar": {"learner": {"reg": "l2"}, "fractions": [0.5]}, "extra": 1}
+    filled = config.with_defaults(given, config.DEFAULTS)
+    assert filled["roar"]["learner"] == {**config.DEFAULTS["roar"]["learner"], "reg": "l2"}
+    assert filled["roar"]["fractions"] == [0.5] and filled["extra"] == 1 and filled["device"] == "auto"
+    assert given == {"roar": {"learner": {"reg": "l2"}, "fractions": [0.5]}, "extra": 1}  # the input is not touched
+    filled["robustness"]["boundary"]["span"] = -1.0
+    assert config.DEFAULTS["robustness"]["boundary"]["span"] != -1.0                     # nor the tree

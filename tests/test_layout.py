@@ -145,3 +145,16 @@ def test_the_readme_is_short_and_the_repository_speaks_of_the_project_only():
     found = [f"{path.relative_to(REPO)}: {m.group(0)}" for path in files if path.suffix in (".md", ".py", ".yaml")
              for m in [words.search(path.read_text())] if m]
     assert not found, found
+
+
+def test_every_module_is_in_the_test_map():
+    """docs/testing.md maps each module to its tests: a file is listed by name, a package by its folder."""
+    table = (REPO / "docs" / "testing.md").read_text().split("## Where each module is tested", 1)[1]
+    rows = [line.split("|")[1:3] for line in table.splitlines() if line.startswith("| `")]
+    listed = {name.strip("` ").removeprefix("reglens/") for cell, _ in rows for name in cell.split(",")}
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC)
+        assert str(rel) in listed or f"{rel.parts[0]}/" in listed, f"{rel} is not in docs/testing.md's test map"
+    for _, tests in rows:
+        for name in tests.split(","):
+            assert (REPO / "tests" / name.strip()).is_file(), name
