@@ -9,7 +9,8 @@ from reglens.io import write_csv
 from reglens.stages.common import load_dataset, load_model
 
 
-def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, device: str = "auto") -> list[dict]:
+def run_attacks(model_path, dataset_path, out: dict, cfg: dict | None = None, device: str = "auto") -> list[dict]:
+    """FGSM and PGD accuracy and loss per budget on the fixed test subset, into `out["attacks"]`."""
     cfg = robustness.merged_config(cfg)
     dev = resolve_device(device)
     data = load_dataset(dataset_path, dev)
@@ -17,5 +18,5 @@ def run_attacks(model_path, dataset_path, out_csv, cfg: dict | None = None, devi
     x, y = datasets.test_subset(data, cfg["n_images"], seed=0)
     rows = robustness.attack_curves(model, x, y, cfg["fgsm_eps"], cfg["pgd_eps"], cfg["pgd_steps"], cfg["norm"],
                                     cfg["alpha_factor"], cfg["random_start"], cfg["batch_size"])
-    write_csv(out_csv, pd.DataFrame(rows))
+    write_csv(out["attacks"], pd.DataFrame(rows))
     return rows
