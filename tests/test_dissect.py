@@ -19,7 +19,8 @@ from reglens.data import broden as broden_io
 from reglens.data.download import ChecksumError, md5sum
 from reglens.data.synthetic_broden import CATEGORIES, label_numbers, write_broden
 from reglens.models.base import Normalize
-from reglens.stages.common import analysis_outputs, save_model
+from reglens.analyses import REGISTRY
+from reglens.stages.common import save_model
 from reglens.stages.data import fetch_broden
 from reglens.stages.dissect import run_dissect
 from references import dissect_lite
@@ -240,7 +241,7 @@ def test_run_dissect_writes_units_summary_and_figure_data(known, tmp_path):
     model = models.build("simplecnn", 3, 32, 10, width=0.25)
     save_model(model, "simplecnn", {"in_channels": 3, "input_size": 32, "num_classes": 10, "width": 0.25},
                 tmp_path / "model.pt")
-    out = analysis_outputs("dissect", tmp_path / "cell")
+    out = REGISTRY["dissect"].under(tmp_path / "cell")
     summary = run_dissect(tmp_path / "model.pt", root, out,
                                   {"input_size": 32, "workers": 0, "top_units": 3, "top_images": 2}, "cpu")
     units = __import__("pandas").read_csv(out["units"])

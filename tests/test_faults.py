@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO, file_hashes, jobs_of, run_snakemake
 from reglens import analyses, config, io, layout  # noqa: F401  (analyses: the registry)
 from reglens.data import download
-from reglens.stages.common import analysis_outputs
+from reglens.analyses import REGISTRY
 from reglens.stages.train import run_cell
 from reglens.train import NonFiniteLoss
 
@@ -215,12 +215,12 @@ def test_same_inputs_same_bytes(tmp_path):
 
 def test_unreadable_checkpoint_is_replaced_with_a_warning(digits_file, tmp_path):
     args = ({"arch": "simplecnn", "reg": "none", "seed": 0}, [], {"epochs": 2, "batch_size": 256}, {"width": 0.25})
-    clean = run_cell(digits_file, analysis_outputs("train", tmp_path / "clean"), *args, device="cpu")
+    clean = run_cell(digits_file, REGISTRY["train"].under(tmp_path / "clean"), *args, device="cpu")
     cell = tmp_path / "cell"
     cell.mkdir()
     (cell / "train_state.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
     with pytest.warns(UserWarning, match="ignoring the epoch checkpoint: .*train_state.pt cannot be read"):
-        resumed = run_cell(digits_file, analysis_outputs("train", cell), *args, device="cpu")
+        resumed = run_cell(digits_file, REGISTRY["train"].under(cell), *args, device="cpu")
     assert resumed["resumed_from_epoch"] == 0 and resumed["test_loss"] == clean["test_loss"]
     assert (cell / "model.pt").read_bytes() == (tmp_path / "clean" / "model.pt").read_bytes()
     assert not (cell / "train_state.pt").exists()
@@ -232,7 +232,7 @@ def test_a_diverging_last_step_is_caught_by_the_final_evaluation(digits_file, tm
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(NonFiniteLoss, match="final model's training loss"):
-            run_cell(digits_file, analysis_outputs("train", tmp_path / "cell"), {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
+            run_cell(digits_file, REGISTRY["train"].under(tmp_path / "cell"), {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
                      {"epochs": 1, "batch_size": 4096, "lr": 1e38, "momentum": 0.0}, {"width": 0.25}, device="cpu")
     assert not (tmp_path / "cell" / "model.pt").exists()
 

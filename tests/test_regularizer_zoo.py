@@ -216,12 +216,12 @@ def test_every_kind_trains_combined_with_dropout_and_records_its_penalty(digits,
 
 def test_hard_svb_saved_model_is_inside_the_bound_after_the_last_step(digits_file, tmp_path):
     from reglens.stages.common import load_model
-    from reglens.stages.common import analysis_outputs
+    from reglens.analyses import REGISTRY
     from reglens.stages.train import run_cell
 
     # 1437 images / 256 = 6 steps per epoch, 2 epochs = 12 steps; projections every 5 steps leave two
     # steps after the last one: the final projection must still bound the saved weights
-    run_cell(digits_file, analysis_outputs("train", tmp_path), {"arch": "lenet", "reg": "hsvb", "seed": 0},
+    run_cell(digits_file, REGISTRY["train"].under(tmp_path), {"arch": "lenet", "reg": "hsvb", "seed": 0},
              [{"kind": "hard_svb", "eps": 0.2, "every": 5}], {"epochs": 2, "lr": 0.05, "batch_size": 256},
              {"width": 0.5}, device="cpu")
     for w in penalized_weights(load_model(tmp_path / "model.pt")):

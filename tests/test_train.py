@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from reglens import models, regularizers
-from reglens.stages.common import analysis_outputs, load_model
+from reglens.analyses import REGISTRY
+from reglens.stages.common import load_model
 from reglens.stages.train import FileCheckpoint, run_cell
 from reglens.train import NonFiniteLoss, augment, lr_at, merged_train_config, train
 
@@ -83,7 +84,7 @@ def test_checkpoint_of_another_configuration_is_not_resumed(digits, tmp_path):
 
 def test_nan_loss_stops_the_cell_without_a_model(digits_file, tmp_path):
     with pytest.raises(NonFiniteLoss, match="lr"):
-        run_cell(digits_file, analysis_outputs("train", tmp_path / "cell"), {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
+        run_cell(digits_file, REGISTRY["train"].under(tmp_path / "cell"), {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
                  {"epochs": 2, "lr": 1e12, "momentum": 0.0}, {"width": 0.25}, device="cpu")
     assert not (tmp_path / "cell" / "model.pt").exists()
     assert not (tmp_path / "cell" / "metrics.json").exists()
@@ -91,7 +92,7 @@ def test_nan_loss_stops_the_cell_without_a_model(digits_file, tmp_path):
 
 def test_run_cell_outputs_agree_with_the_model(digits_file, digits, tmp_path):
     out = tmp_path / "cell"
-    metrics = run_cell(digits_file, analysis_outputs("train", out), {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
+    metrics = run_cell(digits_file, REGISTRY["train"].under(out), {"arch": "simplecnn", "reg": "none", "seed": 0}, [],
                        {**FAST, "epochs": 2}, {"width": 0.25}, device="cpu")
     model = load_model(out / "model.pt")
     with torch.no_grad():

@@ -11,11 +11,6 @@ from reglens.io import read_csv
 from reglens.layout import KEYS, REGISTRY
 
 
-def files_of(analysis, cell: dict, results_root) -> dict[str, Path]:
-    """An analysis's outputs for one cell, as paths under `results_root` (the folder holding results/)."""
-    return {key: Path(path) for key, path in analysis.files(cell, results_root).items()}
-
-
 def _group_metrics(table: pd.DataFrame) -> dict:
     """One cell's concept agreement within its filter groups (rows of dissect.groups.group_agreement): means over
     groups, per layer and in all, against the chance agreement of random groups."""
@@ -30,7 +25,7 @@ def group_tables(results_root, cells: list[dict]) -> pd.DataFrame:
     """Per cell with filter groups, layer and group: the group's concept and agreement (tables/dissect_groups.csv)."""
     frames = []
     for cell in cells:
-        units = files_of(REGISTRY["dissect"], cell, results_root)["units"]
+        units = REGISTRY["dissect"].paths(cell, results_root)["units"]
         if cell.get("groups") and units.exists():
             frame = group_agreement(read_csv(units), cell["groups"])
             for i, key in enumerate(KEYS):
@@ -47,7 +42,7 @@ def concat_cell_tables(results_root, cfg: dict, cells: list[dict], table: str) -
     for cell in cells:
         if not REGISTRY[name].applies(cfg, cell):
             continue
-        path = files_of(REGISTRY[name], cell, results_root)[key]
+        path = REGISTRY[name].paths(cell, results_root)[key]
         if path.exists():
             frame = read_csv(path)
             for i, k in enumerate(KEYS):
@@ -70,7 +65,7 @@ def collect(results_root: str | Path, cfg: dict, cells: list[dict],
         for analysis in REGISTRY.values():
             if not analysis.applies(cfg, cell) or analysis.read is None:
                 continue
-            files = files_of(analysis, cell, results_root)
+            files = analysis.paths(cell, results_root)
             if not files[analysis.result].exists():
                 missing.append({**{k: cell[k] for k in KEYS}, "stage": analysis.name, "file": str(files[analysis.result])})
                 continue

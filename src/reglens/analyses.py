@@ -13,9 +13,9 @@ from reglens.plots import cell as draw
 _METHOD = r"[a-z_]+"
 
 
-def _csv_figure(name, key, drawer, *extra):
-    """A figure drawn from one CSV output (and, after it, the outputs `extra` as read tables)."""
-    return CellFigure(name, (key, *extra), lambda f, p, t: drawer(read_csv(f[key]), p, t))
+def _csv_figure(name, key, drawer):
+    """A figure drawn from one CSV output."""
+    return CellFigure(name, (key,), lambda f, p, t: drawer(read_csv(f[key]), p, t))
 
 
 # ---------------------------------------------------------------- train

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from reglens import regularizers, robustness
+from reglens import regularizers
 from reglens.config import SCHEMA_PATH, schema, validate
 from reglens.train import TRAIN_DEFAULTS
 
@@ -17,7 +17,6 @@ MINIMAL = {"regularizers": {"none": []},
 def default_tree() -> dict:
     """Every setting's default, as validation fills it in (studies.<name> shows a study's)."""
     cfg = validate(MINIMAL)
-    cfg["robustness"] = robustness.merged_config(cfg["robustness"])
     cfg["studies"] = {"<name>": {"model": {"width": 1.0}, "train": TRAIN_DEFAULTS}}
     cfg["regularizers"] = {}
     return cfg

@@ -54,9 +54,9 @@ def seed_folder(seed: int) -> str:
     return CELL_PATH.rsplit("/", 1)[1].format(seed=seed)
 
 
-def cell_log(rule: str, suffix: str = "") -> str:
-    """The wildcard pattern of a per-cell job's log (`suffix`: more wildcards, e.g. /{method})."""
-    return f"logs/{rule}/{CELL_PATH}{suffix}.log"
+def cell_log(rule: str, wildcard: str | None = None) -> str:
+    """The wildcard pattern of a per-cell job's log; with `wildcard` (e.g. method), one log per value."""
+    return f"logs/{rule}/{CELL_PATH}" + (f"/{{{wildcard}}}" if wildcard else "") + ".log"
 
 
 def parse_cell_path(path: str) -> tuple[str, str, str, int]:
@@ -114,13 +114,21 @@ class Analysis:
             return False
         return not self.base_cells_only or cell_path(record) in set(cfg["roar"]["cells"])
 
+    def under(self, folder: str | Path, points: bool = False) -> dict[str, Path]:
+        """Its outputs in a cell folder (with the extra outputs of 2-D points when `points`): the
+        `out` mapping its stage takes."""
+        names = {**self.outputs, **(self.point_outputs if points else {})}
+        return {key: Path(folder) / name for key, name in names.items()}
+
+    def paths(self, cell: dict, root: str | Path = ".") -> dict[str, Path]:
+        """Its outputs for one cell (a record), under `root` (the folder holding results/)."""
+        return self.under(cell_folder(cell, root), cell.get("inputs") == "points")
+
     def files(self, cell: dict | None = None, root: str | Path = ".") -> dict[str, str]:
-        """Its outputs as paths: under a cell's folder, or as wildcard patterns (for a rule)."""
-        outputs = dict(self.outputs)
-        if cell is not None and cell.get("inputs") == "points":
-            outputs.update(self.point_outputs)
-        base = str(cell_folder(cell, root)) if cell is not None else CELL_DIR
-        return {key: f"{base}/{name}" for key, name in outputs.items()}
+        """Its outputs as path strings: a cell's, or the wildcard patterns (for a rule)."""
+        if cell is None:
+            return {key: f"{CELL_DIR}/{name}" for key, name in self.outputs.items()}
+        return {key: str(path) for key, path in self.paths(cell, root).items()}
 
     def target(self, cell: dict | None = None, root: str | Path = ".") -> str:
         return self.files(cell, root)[self.result]

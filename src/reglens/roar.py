@@ -14,8 +14,6 @@ value grid (`grid`).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import torch

@@ -208,7 +208,7 @@ def learner_of(cell):
     return reglens_roar.learner_of(CFG, cell.study, cell.arch)
 
 
-ROAR_BASELINE = reglens_layout.RESULTS + "/{study}/_roar/{learner}/baseline.json"
+ROAR_BASELINE = f"{reglens_layout.RESULTS}/{{study}}/_roar/{{learner}}/baseline.json"
 
 
 def roar_baseline_file(cell):

@@ -20,7 +20,7 @@ rule roar_rank:
     params:
         cfg=canonical({key: ROAR[key] for key in ("batch_size", "options")}),
     log:
-        reglens_layout.cell_log("roar_rank", "/{method}"),
+        reglens_layout.cell_log("roar_rank", "method"),
     threads: config["torch_threads"]
     conda:
         "../envs/reglens.yaml"
@@ -55,7 +55,7 @@ rule roar_retrain:
         learner=roar_learner,
         cfg=roar_settings(),
     log:
-        reglens_layout.cell_log("roar_retrain", "/{method}"),
+        reglens_layout.cell_log("roar_retrain", "method"),
     threads: config["torch_threads"]
     retries: RESUMABLE_RETRIES
     conda:

@@ -44,7 +44,7 @@ def cell_figures(shape: dict, cell: dict, root, out_dir, title: str) -> list[str
     for analysis in REGISTRY.values():
         if not analysis.applies(shape, cell):
             continue
-        files = {key: Path(path) for key, path in analysis.files(cell, root).items()}
+        files = analysis.paths(cell, root)
         for figure in analysis.figures:
             if all(key in files and files[key].exists() for key in figure.sources):
                 figure.draw(files, out_dir / figure.name, title)
@@ -127,8 +127,8 @@ def study_figures(tables_dir, root, shape: dict, out_dir, cells: list[dict], wor
         for analysis, key, load, across, stem in ACROSS:
             blobs = {}
             for reg in regs:
-                path = Path(REGISTRY[analysis].files(first[reg], root).get(key, ""))
-                if REGISTRY[analysis].applies(shape, first[reg]) and path.is_file():
+                path = REGISTRY[analysis].paths(first[reg], root).get(key)
+                if REGISTRY[analysis].applies(shape, first[reg]) and path is not None and path.is_file():
                     blobs[reg] = load_torch(path)
             blobs = {reg: blob for reg, blob in blobs.items() if load(blob)}
             if blobs:

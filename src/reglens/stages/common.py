@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 
 from reglens import data, models
-from reglens.layout import REGISTRY
 from reglens.device import set_threads
 from reglens.io import load_torch, log_to, torch_save
 
@@ -38,10 +37,3 @@ def job(log: str | Path | None, threads: int | None = None):
     with log_to(log):
         set_threads(threads)
         yield
-
-
-def analysis_outputs(name: str, folder, points: bool = False) -> dict[str, Path]:
-    """The `out` mapping of a per-cell analysis whose cell folder is `folder` (as its rule passes it)."""
-    analysis = REGISTRY[name]
-    names = {**analysis.outputs, **(analysis.point_outputs if points else {})}
-    return {key: Path(folder) / rel for key, rel in names.items()}
