@@ -153,3 +153,30 @@ def test_group_agreement_on_groups_whose_concepts_are_known():
         named = concepts[list(chosen)][concepts[list(chosen)] != "-"]
         shares.append((np.unique(named, return_counts=True)[1].max() if len(named) else 0) / 4)
     assert table.loc[("a", 0), "chance"] == pytest.approx(np.mean(shares), abs=0.03)
+
+
+DEMO_REGS = {"group_norm": [{"kind": "group_norm", "weight": 5e-3, "groups": 5, "p": 2, "q": 1}],
+             "cgl": [{"kind": "group_norm", "weight": 5e-3, "groups": 5, "p": 2, "q": 1},
+                     {"kind": "group_activation", "weight": 0.02, "groups": 5}, {"kind": "group_spatial", "weight": 0.005}]}
+
+
+@pytest.mark.parametrize("size,channels,width", [(8, 1, 0.25), (32, 3, 0.5)])
+def test_plain_alexnet_starts_with_data_gradients_above_the_block_norms(size, channels, width):
+    """The block norm's gradient per layer has norm weight * sqrt(groups) (each group's w/||w||): a
+    closed form. At initialization conv1's data gradient must exceed it, or the penalty wins first."""
+    torch.manual_seed(0)
+    model = models.build("alexnet", channels, size, 10, width=width)
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    x, y = torch.rand(64, channels, size, size), torch.randint(0, 10, (64,))
+    data_grad = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), convs)
+    penalty = regularizers.build("group_norm", DEMO_REGS).members[0].penalty(model, x, y, None)
+    penalty_grad = torch.autograd.grad(penalty, convs)
+    assert [g.norm().item() for g in penalty_grad] == pytest.approx([5e-3 * 5 ** 0.5] * 5, rel=1e-5)
+    assert data_grad[0].norm() > 3 * penalty_grad[0].norm()
+
+
+@pytest.mark.parametrize("reg", ["group_norm", "cgl"])
+def test_narrow_plain_alexnet_trains_under_the_block_norm_and_cgl(digits, reg):
+    cfg = {"optimizer": "adam", "lr": 1e-3, "epochs": 4, "batch_size": 64, "augment": {"crop_padding": 0, "hflip": False}}
+    result = train(digits, "alexnet", regularizers.build(reg, DEMO_REGS), cfg, {"width": 0.125}, seed=1)
+    assert result.metrics["test_acc"] > 0.1 + 0.3
