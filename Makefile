@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-installed-stamp
 CORES ?= all
 
-.PHONY: install demo test test-fast bench readme plan clean-results
+.PHONY: install demo showcase test test-fast bench readme plan clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/snakemake all --cores $(CORES)
+
+showcase: install   # every analysis on every cell of five small studies, in showcase/
+	$(BIN)/snakemake all --configfile config/showcase.yaml --directory showcase --cores $(CORES)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
