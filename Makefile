@@ -35,8 +35,9 @@ test: $(TEST_STAMP)
 test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
 
-readme: install   # after `make demo`: the README's result blocks from results/tables
-	$(BIN)/python -m reglens readme
+readme: install   # after `make demo` and `make showcase`: the README's finding and docs/results.md's blocks
+	$(BIN)/python -m reglens readme README.md --tables results/tables
+	$(BIN)/python -m reglens readme docs/results.md --tables showcase/results/tables
 
 plan: install     # the full study's bill: jobs, FLOPs and GPU-hours per rule
 	$(BIN)/python -m reglens plan --configfile config/config.yaml

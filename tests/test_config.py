@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from reglens import config, configdoc, grid
+from reglens import analyses, config, configdoc, grid, layout
 
 BASE = {"regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-4}]},
         "studies": {"s": {"dataset": "digits", "archs": ["lenet"], "regularizers": ["none"], "seeds": [0]}}}
@@ -23,18 +23,32 @@ def _with(**study):
     (dict(archs=["resnet19"]), r"studies\.s\.archs\[0\]: 'resnet19' is not valid; valid: \['alexnet', 'alexnet_b', 'ddnet', 'lenet'"),
     (dict(dataset="imagenet"), r"studies\.s\.dataset: 'imagenet' is not valid; valid: \['cifar10', 'cifar100', 'clusters2d', 'digits', 'mnist'\]"),
     (dict(regularizers=["l3"]), r"studies\.s\.regularizers\[0\]: unknown regularizer 'l3'; defined variants: \['l2', 'none'\]"),
-    (dict(epochs=3), r"studies\.s: unknown key\(s\) \['epochs'\]; valid: \['archs', 'dataset', 'model', 'regularizers', 'seeds', 'shortcut', 'train'\]"),
+    (dict(epochs=3), r"studies\.s: unknown key\(s\) \['epochs'\]; valid: \['analyses', 'archs', 'dataset', 'model', 'regularizers', 'seeds', 'shortcut', 'train'\]"),
     (dict(train={"optimiser": "sgd"}), r"studies\.s\.train: unknown key\(s\) \['optimiser'\]"),
     (dict(train={"schedule": "linear"}), r"studies\.s\.train\.schedule: 'linear' is not valid; valid: \['cosine', 'step', 'constant'\]"),
     (dict(seeds=[-1]), r"studies\.s\.seeds\[0\]"),
     (dict(shortcut={"size": 1}), r"studies\.s\.shortcut\.size: a 1x1 mark on 1 channel\(s\) has 0 distinct"),
     (dict(shortcut={"placement": "corner"}), r"studies\.s\.shortcut\.placement: 'corner' is not valid; valid: \['class', 'fixed', 'random'\]"),
     (dict(shortcut={"rate": 1.5}), r"studies\.s\.shortcut\.rate: 1\.5 is greater than the maximum of 1"),
+    (dict(analyses=["attack", "dissekt"]), r"studies\.s\.analyses\[1\]: 'dissekt' is not an analysis; valid: \['actmax', 'attack'"),
+    (dict(analyses=["net2vec"]), r"studies\.s\.analyses: 'net2vec' reads the outputs of \['dissect'\]; list them too"),
     (dict(dataset="clusters2d", archs=["mlp"], shortcut={}), r"studies\.s\.shortcut: a mark is planted in images; clusters2d holds points"),
 ])
 def test_bad_study_is_named(change, expected):
     with pytest.raises(config.ConfigError, match=expected):
         config.validate(_with(**change))
+
+
+def test_a_studys_analyses_choose_what_its_cells_run():
+    cfg = config.validate(_with(analyses=["attack", "dissect", "net2vec"], seeds=[0, 1]))
+    shape = layout.shape(cfg)
+    cell = grid.cells(cfg)[0].record()
+    assert [a.name for a in layout.analyses_of(shape, cell)] == ["train", "attack", "dissect", "net2vec"]
+    shape["dissect"]["enabled"] = False  # what net2vec reads is gone: it does not run either
+    assert [a.name for a in layout.analyses_of(shape, cell)] == ["train", "attack"]
+    every = config.validate(_with())
+    assert len(layout.analyses_of(layout.shape(every), grid.cells(every)[0].record())) > 6
+    assert analyses.scorecard()  # the registry is filled
 
 
 def test_bad_regularizer_kind_and_params_are_named():

@@ -164,7 +164,7 @@ def test_report_is_self_contained_ordered_by_question_and_names_the_significant_
     report.build(tmp_path / "tables", figures, {"studies": {"s": {}}}, out)
     html = out.read_text()
     assert 'src="data:image/png;base64,' in html and 'src="http' not in html
-    assert "jacobian raised saliency_gini by +0.3" in html
+    assert "jacobian raised map Gini by +0.302 (5 pairs" in html and "(1 of 1 tests; 1 untested: a constant" in html
     assert "None: every configured cell and stage is present." in html
     sections = re.findall(r'<h2 id="(\w+)"', html)
     assert sections[:2] == ["scorecard", "findings"] and sections.index("accuracy") < sections.index("where") \
@@ -267,7 +267,7 @@ def test_readme_flags_cells_that_did_not_train_and_leaves_them_out_of_sentences(
             rows.append({"study": "s", "dataset": "digits", "arch": arch, "reg": reg, "seed": seed, "stage": stage,
                          "metric": metric, "value": value})
     tidy = pd.DataFrame(rows)
-    assert readme.untrained(tidy)[["reg", "seed"]].values.tolist() == [["cgl", 0]]  # 0.1 is chance for 10 digits
+    assert reglens_stats.untrained(tidy)[["reg", "seed"]].values.tolist() == [["cgl", 0]]  # 0.1 is chance for 10 digits
     text = readme.groups(tidy)
     assert "1 cell(s) did not train" in text and "s/a/cgl/seed0" in text
     assert "cgl 0.700 vs 0.500" in text and "l2 0.550 vs 0.400" in text  # the failed cell's 0.9 left out

@@ -317,6 +317,7 @@ def _read_net2vec(files) -> dict:
 
 register(Analysis(
     "net2vec", {"table": "concepts/net2vec.csv"}, "table", _read_net2vec, inputs="images", switch="net2vec",
+    needs=("dissect",),
     stacked={"net2vec": "table"},   # the body over its images once per layer; the fit is small beside it
     cost=lambda c: c.body * min(c.cfg["net2vec"]["images"], c.broden_images) * c.named_layers))
 

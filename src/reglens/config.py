@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import actmax, attribution, concepts, data, dissect, models, regularizers, roar, robustness, shortcut
+from reglens import actmax, attribution, concepts, data, dissect, layout, models, regularizers, roar, robustness, shortcut
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
 from reglens.grid import ConfigError, cells, expand_roar_cells
@@ -202,7 +202,7 @@ def _check_names(cfg: dict) -> None:
 # fill the same dict when called directly), the workflow's own here. Validation fills a config from
 # it; schema() shows it as the schema's `default:` keys, and config/README.md is generated from those.
 DEFAULTS = {
-    "device": "auto", "torch_threads": 1, "retries": 2, "partial": False,
+    "device": "auto", "torch_threads": 1, "retries": 2, "partial": False, "headline": None,
     "figures": {"svg": True}, "gpu_sharing": {"archs": []},
     "data": {"root": "resources", "offline_dir": None, "clusters2d": clusters2d.CLUSTERS2D_DEFAULTS},
     "robustness": robustness.ROBUSTNESS_DEFAULTS, "explain": attribution.EXPLAIN_DEFAULTS,
@@ -212,6 +212,38 @@ DEFAULTS = {
     "net2vec": concepts.NET2VEC_DEFAULTS, "lesion": concepts.LESION_DEFAULTS,
 }
 STUDY_DEFAULTS = {"model": {}, "train": {}}  # a study's training settings: reglens.train.TRAIN_DEFAULTS, at use
+
+
+def _check_headline(cfg: dict) -> None:
+    """The declared headline names a study, one of its archs and a regularizer of it other than its
+    baseline (the scorecard measure is checked where the scorecard is known: stages.report)."""
+    head = cfg.get("headline")
+    if not head:
+        return
+    study = cfg["studies"].get(head["study"])
+    if study is None:
+        raise ConfigError(f"headline.study: {head['study']!r} is not a study; valid: {sorted(cfg['studies'])}")
+    for key, valid in (("arch", study["archs"]), ("reg", study["regularizers"])):
+        if head[key] not in valid:
+            raise ConfigError(f"headline.{key}: {head[key]!r} is not in studies.{head['study']}.{key}s; valid: {valid}")
+    baseline = "none" if "none" in study["regularizers"] else study["regularizers"][0]
+    if head["reg"] == baseline:
+        raise ConfigError(f"headline.reg: {baseline!r} is the study's baseline; name a regularizer compared with it")
+
+
+def _check_analyses(study: str, chosen: list | None) -> None:
+    """A study's `analyses`: registered names, each with the analyses it reads."""
+    if chosen is None:
+        return
+    known = layout.REGISTRY
+    if not known:
+        raise ConfigError(f"studies.{study}.analyses: no analysis is registered (import reglens.analyses first)")
+    for j, name in enumerate(chosen):
+        if name not in known:
+            raise ConfigError(f"studies.{study}.analyses[{j}]: {name!r} is not an analysis; valid: {sorted(known)}")
+        missing = [need for need in known[name].needs if need not in chosen]
+        if missing:
+            raise ConfigError(f"studies.{study}.analyses: {name!r} reads the outputs of {missing}; list them too")
 
 
 def with_defaults(given: dict, defaults: dict) -> dict:
@@ -242,11 +274,13 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     _dissect_settings(cfg)
     for key in ("net2vec", "lesion"):
         cfg[key]["enabled"] = bool(cfg[key]["enabled"] and cfg["dissect"]["enabled"])  # on dissected cells only
+    _check_headline(cfg)
     variants = cfg["regularizers"]
     for name in variants:
         _check_variant(name, variants, f"regularizers.{name}")
     for sname, study in cfg["studies"].items():
         cfg["studies"][sname] = study = with_defaults(study, STUDY_DEFAULTS)
+        _check_analyses(sname, study.get("analyses"))
         ds = data.DATASETS[study["dataset"]]
         if "shortcut" in study:
             if ds.inputs != "images":

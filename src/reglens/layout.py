@@ -92,6 +92,7 @@ class Analysis:
     shortcut_only: bool = False             # only in a study that plants a shortcut
     switch: str | None = None               # the config section whose `enabled` turns it on
     base_cells_only: bool = False           # only on the config's roar.cells (ROAR's retrains)
+    needs: tuple[str, ...] = ()             # analyses whose outputs it reads (it runs where they do)
     point_outputs: dict[str, str] = field(default_factory=dict)  # extra outputs of cells of 2-D points
     intermediate: dict[str, str] = field(default_factory=dict)   # files of its inner jobs (more wildcards)
     stacked: dict[str, str] = field(default_factory=dict)        # tables/<name>.csv <- this output, stacked
@@ -111,6 +112,11 @@ class Analysis:
         if self.inputs != "any" and record.get("inputs", "images") != self.inputs:
             return False
         if self.shortcut_only and not record.get("shortcut"):
+            return False
+        chosen = cfg.get("studies", {}).get(record["study"], {}).get("analyses")
+        if chosen is not None and self.name not in chosen and self.name != "train":
+            return False
+        if not all(REGISTRY[name].applies(cfg, record) for name in self.needs):
             return False
         return not self.base_cells_only or cell_path(record) in set(cfg["roar"]["cells"])
 
@@ -166,4 +172,5 @@ def shape(cfg: dict) -> dict:
     """The part of a validated config that decides which analyses run on which cells (what
     aggregation and figures need to be told)."""
     return {**{section: {"enabled": bool(cfg[section]["enabled"])} for section in optional()},
-            "roar": {"cells": list(cfg["roar"]["cells"])}}
+            "roar": {"cells": list(cfg["roar"]["cells"])},
+            "studies": {name: {"analyses": study.get("analyses")} for name, study in cfg["studies"].items()}}

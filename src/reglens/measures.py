@@ -32,6 +32,13 @@ class Measure:
         return found
 
 
+COST = r".*seconds|.*_per_s"  # time and throughput: what a cell cost, reported as cost, never tested
+
+
+def is_cost(metric: str) -> bool:
+    return re.fullmatch(COST, metric) is not None
+
+
 def is_random_method(metric: str) -> bool:
     return metric.endswith("_random") and re.match(r"(roar|kar|road)_", metric) is not None \
         or metric.startswith("random_")

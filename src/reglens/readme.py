@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reglens import data, stats
+from reglens import report, stats
 from reglens.io import atomic_path, read_csv
 from reglens.layout import cell_path, seed_folder
 
@@ -211,20 +211,6 @@ GROUPS = [("test_acc", "test acc"), ("dissect_unique_concepts", "unique concepts
           ("dissect_group_agreement_chance", "chance agreement")]
 
 
-def untrained(tidy: pd.DataFrame, margin: float = 0.05) -> pd.DataFrame:
-    """Cells (study, arch, reg, seed) whose test accuracy is within `margin` of chance (1 / classes):
-    models that did not train, flagged and counted, never averaged into a sentence."""
-    acc = tidy[tidy.metric == "test_acc"]
-    chance = acc.dataset.map(lambda name: 1 / data.spec(name).num_classes)
-    return acc[acc.value <= chance + margin][["study", "arch", "reg", "seed"]]
-
-
-def _without(tidy: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    keys = ["study", "arch", "reg", "seed"]
-    marked = tidy.merge(cells.assign(_drop=True), on=keys, how="left")
-    return marked[marked._drop.isna()].drop(columns="_drop")
-
-
 def _untrained_sentence(cells: pd.DataFrame) -> str:
     if cells.empty:
         return ""
@@ -240,8 +226,8 @@ def groups(tidy: pd.DataFrame) -> str:
     if not studies:
         return "_No study with filter groups in these tables._"
     everything = tidy[tidy.study.isin(studies)]
-    failed = untrained(everything)
-    d = _without(everything, failed)
+    failed = stats.untrained(everything)
+    d = stats.without_cells(everything, failed)
     text = [_untrained_sentence(failed)] if len(failed) else []
     for study, g in d.groupby("study"):
         agree = g[g.metric == "dissect_group_agreement"].groupby("reg").value.mean()
@@ -270,8 +256,8 @@ def concepts_block(tidy: pd.DataFrame) -> str:
     """Net2Vec and lesions per study, architecture and regularizer, with what they do not support."""
     if not tidy.metric.str.startswith(("net2vec_", "lesion_")).any():
         return "_No Net2Vec or lesion results in these tables._"
-    failed = untrained(tidy)
-    d = _without(tidy[tidy.metric.str.startswith(("net2vec_", "lesion_"))], failed)
+    failed = stats.untrained(tidy)
+    d = stats.without_cells(tidy[tidy.metric.str.startswith(("net2vec_", "lesion_"))], failed)
     cells = tidy[tidy.study.isin(set(d.study))]
     text = [_untrained_sentence(failed)] if len(failed) else []
     emb = d[d.metric == "net2vec_embedding_iou"].value
@@ -293,7 +279,16 @@ def concepts_block(tidy: pd.DataFrame) -> str:
     return headline(cells[cells.metric.isin([m for m, _ in CONCEPTS])], CONCEPTS) + "\n\n" + " ".join(text)
 
 
-SECTIONS = {"headline": lambda t: headline(read_csv(t / "metrics.csv")),
+def finding(tables: Path) -> str:
+    """The config's declared comparison, as the report states it (or that none was declared)."""
+    rows = read_csv(tables / "headline.csv") if (tables / "headline.csv").exists() else pd.DataFrame()
+    if rows.empty:
+        return "_No headline comparison was declared in the configuration, or it is not in these tables._"
+    return report.headline_sentence(rows.iloc[0])
+
+
+SECTIONS = {"finding": lambda t: finding(Path(t)),
+            "headline": lambda t: headline(read_csv(t / "metrics.csv")),
             "concepts": lambda t: concepts_block(read_csv(t / "metrics.csv")),
             "groups": lambda t: groups(read_csv(t / "metrics.csv")),
             "shortcut": lambda t: shortcut(read_csv(t / "metrics.csv"), read_csv(t / "shortcut.csv")),

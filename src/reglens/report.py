@@ -29,28 +29,74 @@ def _table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     return frame.to_html(index=False, border=0, classes="t", float_format=lambda v: floatfmt.format(v), na_rep="–")
 
 
-def findings(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
-    """Sentences: which regularizers raised or lowered each explainability and robustness measure,
-    significant after Holm's correction; where none did, say so and with how many seeds."""
+def findings(card: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """Sentences per scorecard panel (study x arch): the differences from its baseline marked
+    significant (paired t-test from MIN_PAIRS paired seeds, Holm within the panel); where none, say so
+    and how many paired seeds the largest observed effect would need; with fewer pairs, no test.
+    Cost measures (time, throughput) are never findings."""
+    if card.empty:
+        return ["No scorecard: no regularizer shares seeds with its study's baseline."]
     out = []
-    if comparisons.empty:
-        return ["No comparisons against the unregularized baseline could be made (is `none` in the grid?)."]
-    stages = {"explain": "explainability", "roar": "explainability (ROAR/KAR)", "dissect": "interpretability",
-              "attack": "robustness", "diagnose": "boundaries, calibration and weights", "train": "accuracy"}
-    for (study, arch, stage), group in comparisons.groupby(["study", "arch", "stage"]):
-        if stage not in stages:
+    for (study, arch), panel in card[card.group != "cost"].groupby(["study", "arch"], sort=False):
+        n = int(panel.n_pairs.max())
+        base = panel.baseline.iloc[0]
+        if n < stats.MIN_PAIRS:
+            out.append(f"<b>{study}/{arch}</b>: {n} paired seed(s) per regularizer, fewer than {stats.MIN_PAIRS}: "
+                       f"differences from {base} are shown, none is tested.")
             continue
-        sig = group[group.p_holm < alpha]
-        n = int(group.n_pairs.max()) if len(group) else 0
+        sig = panel[panel.significant.astype(bool)]
+        tested = int((panel.test == "ok").sum())
+        flagged = int((panel.test == "constant difference").sum())
+        note = f"; {flagged} untested: a constant difference over seeds" if flagged else ""
         if sig.empty:
-            out.append(f"<b>{study}/{arch}</b>, {stages[stage]}: no regularizer changed any of its "
-                       f"{group.metric.nunique()} measures significantly (Holm-corrected p < {alpha}, "
-                       f"{n} paired seeds).")
+            need = panel[panel.test == "ok"].dropna(subset=["seeds_needed"]).sort_values("seeds_needed")
+            power = (f"; the largest observed effect ({need.reg.iloc[0]}, {need.label.iloc[0]}, "
+                     f"{need.mean_diff.iloc[0]:+.3g}) would need about {need.seeds_needed.iloc[0]:.0f} paired seeds "
+                     "to be detected with 80% power" if len(need) else "")
+            out.append(f"<b>{study}/{arch}</b>: no difference from {base} is significant (Holm-corrected p &lt; "
+                       f"{alpha} over {tested} tests, {n} paired seeds{note}){power}.")
             continue
-        parts = [f"{row.reg} {'raised' if row.mean_diff > 0 else 'lowered'} {row.metric} by {row.mean_diff:+.3g} "
-                 f"(p<sub>Holm</sub> = {row.p_holm:.2g})" for row in sig.sort_values("p_holm").itertuples()]
-        out.append(f"<b>{study}/{arch}</b>, {stages[stage]}: " + "; ".join(parts) + f" ({n} paired seeds).")
+        parts = [f"{r.reg} {'raised' if r.mean_diff > 0 else 'lowered'} {html.escape(r.label)} by {r.mean_diff:+.3g} "
+                 f"({r.n_pairs} pairs, p<sub>Holm</sub> = {r.p_holm:.2g})" for r in sig.sort_values("p_holm").itertuples()]
+        out.append(f"<b>{study}/{arch}</b> against {base}: " + "; ".join(parts) + f" ({len(sig)} of {tested} tests{note}).")
     return out
+
+
+def headline(card: pd.DataFrame, declared: dict | None, alpha: float = 0.05) -> str:
+    """The comparison the config declares before the run (`headline`: study, arch, reg, measure):
+    its difference, t-interval and Holm p, or that it is not significant and the seeds it would need."""
+    if not declared:
+        return ""
+    row = card[(card.study == declared["study"]) & (card.arch == declared["arch"]) & (card.reg == declared["reg"])
+               & (card.measure == declared["measure"])]
+    where = f"{declared['study']}/{declared['arch']}, {declared['reg']}"
+    if row.empty:
+        return f"<p><b>Headline</b> ({where}, {html.escape(declared['measure'])}): not in these tables.</p>"
+    text = html.escape(headline_sentence(row.iloc[0], alpha)).replace("p_Holm", "p<sub>Holm</sub>")
+    return f"<p class='headline'><b>Headline</b> (declared in the configuration): {text}</p>"
+
+
+def untrained_note(failed: pd.DataFrame) -> str:
+    if failed.empty:
+        return "<p>Every cell trained (test accuracy more than 0.05 above chance).</p>"
+    cells = ", ".join(f"{r.study}/{r.arch}/{r.reg}/seed{r.seed}" for r in failed.itertuples())
+    return (f"<p><b>{len(failed)} cell(s) did not train</b> (test accuracy within {stats.UNTRAINED_MARGIN} of chance): "
+            f"{html.escape(cells)}. They are in the tables, flagged, and left out of the scorecard, the findings and "
+            "the agreement of measures.</p>")
+
+
+def headline_sentence(r, alpha: float = 0.05) -> str:
+    """One scorecard row as the sentence the report and README lead with."""
+    what = f"{r.study}/{r.arch}: {r.reg} against {r.baseline}, {r.label}"
+    if r.n_pairs < stats.MIN_PAIRS:
+        return f"{what}: {r.n_pairs} paired seed(s), fewer than {stats.MIN_PAIRS}; not tested."
+    lo, hi = stats.t_interval(r.mean_diff, r.sd_diff, r.n_pairs)
+    text = f"{what}: difference {r.mean_diff:+.3g} (95% t-interval [{lo:+.3g}, {hi:+.3g}], {r.n_pairs} paired seeds)"
+    if bool(r.significant):
+        return text + f"; significant after Holm (p_Holm = {r.p_holm:.2g}, paired t-test)."
+    need = (f"; the observed effect would need about {r.seeds_needed:.0f} paired seeds for 80% power"
+            if np.isfinite(r.seeds_needed) else "")
+    return text + f"; not significant after Holm (p_Holm = {r.p_holm:.2g}){need}."
 
 
 def dissection_note(summary: pd.DataFrame) -> str:
@@ -281,9 +327,10 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
     card = read_csv(tables_dir / "scorecard.csv")
     agree = read_csv(tables_dir / "agreement.csv")
     missing = read_csv(tables_dir / "missing.csv")
+    failed = read_csv(tables_dir / "untrained.csv") if (tables_dir / "untrained.csv").exists() else pd.DataFrame()
     seeds = seeds_sentence(summary)
     seeds_short = seeds_sentence(summary, warn=False)
-    sig = comparisons[comparisons.p_holm < 0.05].sort_values(["study", "arch", "stage", "p_holm"])
+    sig = comparisons[(comparisons.p_holm < 0.05) & (comparisons.test == "ok")].sort_values(["study", "arch", "stage", "p_holm"])
     figures = sorted(figures_dir.glob("*.png"))
     by_section = {sid: [p for p in figures if _section_of(p.stem) == sid] for sid, *_ in SECTIONS}
     others = [p for p in figures if _section_of(p.stem) is None and p.stem != "scorecard"]
@@ -300,6 +347,7 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
         "</style></head><body>",
         "<h1>reglens report</h1>",
         f"<p><em>{html.escape(QUESTION)}</em></p>",
+        headline(card, config.get("headline"), 0.05),
         "<nav><ol>" + "".join(f'<li><a href="#{sid}">{html.escape(t)}</a></li>' for sid, t in toc) + "</ol></nav>",
         '<h2 id="scorecard">Scorecard: what each regularizer moves</h2>',
         (_img(figures_dir / "scorecard.png") if (figures_dir / "scorecard.png").exists()
@@ -308,9 +356,11 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
         "title names it: <code>none</code>, or the study's first regularizer where it has no <code>none</code>) over shared "
         "seeds (the number printed, in the measure's own units), coloured by that difference in standard deviations "
         "of the measure over the panel's cells, turned so that green is better; * marks p<sub>Holm</sub> &lt; 0.05 "
-        "(paired t-test, Holm within each panel). Measures that average over attribution methods leave out the "
+        f"(paired t-test, only from {stats.MIN_PAIRS} or more paired seeds, Holm within each panel; time and "
+        "throughput are cost, never tested). Cells that did not train are left out (listed below). Measures that average over attribution methods leave out the "
         f"random baseline. {seeds}</p><ul class='caption'>{directions}</ul>",
-        '<h2 id="findings">Findings</h2><ul>' + "".join(f"<li>{s}</li>" for s in findings(comparisons)) + "</ul>",
+        untrained_note(failed),
+        '<h2 id="findings">Findings</h2><ul>' + "".join(f"<li>{s}</li>" for s in findings(card)) + "</ul>",
     ]
     for sid, title, caption, _ in SECTIONS:
         parts.append(f'<h2 id="{sid}">{html.escape(title)}</h2><p class="caption">{html.escape(caption)} {seeds_short}</p>')
@@ -335,8 +385,9 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
         '<a href="tables/ranking.csv">tables/ranking.csv</a>, every value in '
         '<a href="tables/metrics.csv">tables/metrics.csv</a>.</p>',
         "<div class='scroll'>" + _table(best_per_measure(card)) + "</div>",
-        "<h3>Significant differences from <code>none</code></h3>"
-        "<p class='caption'>Paired t-test across seeds, Holm-corrected within each study and metric "
+        "<h3>Every metric against <code>none</code> (exploratory)</h3>"
+        f"<p class='caption'>Paired t-test across seeds (from {stats.MIN_PAIRS} pairs), Holm-corrected within each "
+        "study and metric only, not across the many metrics: a screen, not findings "
         '(all comparisons: <a href="tables/comparisons.csv">tables/comparisons.csv</a>).</p>',
         "<div class='scroll'>" + (_table(sig[["study", "arch", "stage", "metric", "reg", "n_pairs", "mean_diff",
                                               "p_value", "p_holm"]]) if len(sig) else

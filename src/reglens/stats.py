@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from reglens import measures
+from reglens import data, measures
 
 
 GROUP = ["study", "dataset", "arch", "reg"]
@@ -62,10 +62,107 @@ def holm(pvalues) -> list[float]:
     return adjusted
 
 
+MIN_PAIRS = 3  # no test, star or finding from fewer paired seeds
+UNTRAINED_MARGIN = 0.05  # a cell within this of chance accuracy did not train
+
+
+def untrained(tidy: pd.DataFrame, margin: float = UNTRAINED_MARGIN) -> pd.DataFrame:
+    """Cells (study, arch, reg, seed) whose test accuracy is within `margin` of chance (1 / classes):
+    models that did not train, flagged and counted, never compared or averaged in."""
+    acc = tidy[tidy.metric == "test_acc"]
+    chance = acc.dataset.map(lambda name: 1 / data.spec(name).num_classes)
+    return acc[acc.value <= chance + margin][["study", "arch", "reg", "seed"]].reset_index(drop=True)
+
+
+def without_cells(tidy: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """`tidy` less every row of the given cells (study, arch, reg, seed)."""
+    keys = ["study", "arch", "reg", "seed"]
+    if cells.empty:
+        return tidy
+    marked = tidy.merge(cells[keys].drop_duplicates().assign(_drop=True), on=keys, how="left")
+    return marked[marked._drop.isna()].drop(columns="_drop")
+
+
+def sign_flip_p(diff) -> float:
+    """Two-sided exact sign-flip permutation p-value of paired differences (H0: symmetric about 0):
+    the share of the 2^n sign patterns whose |mean| reaches the observed one. Its smallest value with
+    n pairs is 2^(1-n). NaN with no pairs; above 16 pairs, 2^16 seeded random patterns."""
+    d = np.asarray(diff, dtype=float)
+    n = len(d)
+    if n == 0:
+        return float("nan")
+    if n <= 16:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    else:
+        signs = np.random.default_rng(0).choice([-1, 1], size=(2 ** 16, n))
+    observed = abs(d.mean())
+    means = np.abs(signs @ d) / n
+    return float(np.mean(means >= observed * (1 - 1e-12) - 1e-15))
+
+
+def constant(diff: np.ndarray) -> bool:
+    """Differences equal up to rounding: a t statistic has no variance to stand on."""
+    return len(diff) > 0 and np.ptp(diff) <= 1e-9 * max(1.0, float(np.abs(diff).max()))
+
+
+def paired_test(reg: pd.Series, base: pd.Series) -> dict:
+    """Paired comparison over shared seeds (index): n, mean and SD of the differences, the paired
+    t-test's p (only from MIN_PAIRS pairs with differences that vary), the exact sign-flip p (from
+    MIN_PAIRS pairs) and `test`: 'ok', 'too few pairs' or 'constant difference'."""
+    paired = pd.concat([reg, base], axis=1, keys=["reg", "base"]).dropna()
+    diff = (paired["reg"] - paired["base"]).to_numpy(dtype=float)
+    n = len(diff)
+    out = {"n_pairs": n, "mean_diff": float(diff.mean()) if n else float("nan"),
+           "sd_diff": float(diff.std(ddof=1)) if n > 1 else float("nan"), "p_value": float("nan"),
+           "p_sign_flip": float("nan"), "test": "ok"}
+    if n < MIN_PAIRS:
+        out["test"] = "too few pairs"
+    elif constant(diff):
+        out["test"], out["sd_diff"] = "constant difference", 0.0
+        out["p_sign_flip"] = sign_flip_p(diff)
+    else:
+        out["p_value"] = float(stats.ttest_rel(paired["reg"], paired["base"]).pvalue)
+        out["p_sign_flip"] = sign_flip_p(diff)
+    return out
+
+
+def t_interval(mean: float, sd: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of a mean from n values with SD `sd`; NaN below MIN_PAIRS values."""
+    if n < MIN_PAIRS or not np.isfinite(sd):
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def seeds_needed(mean_diff: float, sd_diff: float, alpha: float, power: float = 0.8, most: int = 1000) -> float:
+    """Paired seeds a two-sided paired t-test at level `alpha` needs to detect a true mean difference
+    `mean_diff` with SD `sd_diff` of the differences, with probability `power` (the noncentral t).
+    NaN without an effect or a spread; inf above `most`."""
+    if not (np.isfinite(mean_diff) and np.isfinite(sd_diff)) or sd_diff <= 0 or mean_diff == 0:
+        return float("nan")
+    d = abs(mean_diff) / sd_diff
+    for n in range(2, most + 1):
+        crit = stats.t.ppf(1 - alpha / 2, n - 1)
+        nc = d * math.sqrt(n)
+        if stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= power:
+            return float(n)
+    return float("inf")
+
+
+def _holm_within(out: pd.DataFrame, family: list[str]) -> pd.Series:
+    adjusted = pd.Series(float("nan"), index=out.index)
+    for _, idx in out.groupby(family).groups.items():
+        adjusted.loc[idx] = holm(out.loc[idx, "p_value"].tolist())
+    return adjusted
+
+
+COMPARISON_COLUMNS = ["n_pairs", "mean_diff", "sd_diff", "p_value", "p_sign_flip", "test"]
+
+
 def compare_to_baseline(tidy: pd.DataFrame, baseline: str = "none") -> pd.DataFrame:
-    """Each regularizer against `baseline` on the same study, architecture, metric and seeds: the mean
-    paired difference, a paired t-test across seeds, and Holm's correction within each
-    (study, metric) family."""
+    """Each regularizer against `baseline` on the same study, architecture, metric and seeds
+    (paired_test), with Holm's correction within each (study, metric) family. Cost metrics (time,
+    throughput) get their differences but no test (`test` 'cost')."""
     rows = []
     keys = ["study", "dataset", "arch", "stage", "metric"]
     for key, group in tidy.groupby(keys):
@@ -73,17 +170,12 @@ def compare_to_baseline(tidy: pd.DataFrame, baseline: str = "none") -> pd.DataFr
         if base.empty:
             continue
         for reg, other in group[group.reg != baseline].groupby("reg"):
-            paired = pd.concat([other.set_index("seed").value, base], axis=1, keys=["reg", "base"]).dropna()
-            diff = paired["reg"] - paired["base"]
-            p = float("nan")
-            if len(diff) > 1 and diff.std() > 0:  # else the t statistic is undefined: p stays NaN
-                p = float(stats.ttest_rel(paired["reg"], paired["base"]).pvalue)
-            rows.append({**dict(zip(keys, key)), "reg": reg, "baseline": baseline, "n_pairs": len(diff),
-                         "mean_diff": float(diff.mean()) if len(diff) else float("nan"), "p_value": p})
-    out = pd.DataFrame(rows, columns=keys + ["reg", "baseline", "n_pairs", "mean_diff", "p_value"])
-    out["p_holm"] = float("nan")
-    for _, idx in out.groupby(["study", "metric"]).groups.items():
-        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].tolist())
+            result = paired_test(other.set_index("seed").value, base)
+            if measures.is_cost(key[-1]):
+                result.update(p_value=float("nan"), p_sign_flip=float("nan"), test="cost")
+            rows.append({**dict(zip(keys, key)), "reg": reg, "baseline": baseline, **result})
+    out = pd.DataFrame(rows, columns=keys + ["reg", "baseline"] + COMPARISON_COLUMNS)
+    out["p_holm"] = _holm_within(out, ["study", "metric"])
     return out
 
 
@@ -104,40 +196,42 @@ def ranking(summary: pd.DataFrame, accuracy_metric: str = "test_acc") -> pd.Data
 
 
 def scorecard(tidy: pd.DataFrame, card: list, baseline: str = "none", alpha: float = 0.05,
-              baselines: dict | None = None) -> pd.DataFrame:
+              baselines: dict | None = None, power: float = 0.8) -> pd.DataFrame:
     """Per study x arch x regularizer x scorecard measure: the mean paired difference from the study's
     baseline (`baselines[study]`, else `baseline`) over shared seeds, that difference in units of the
     measure's standard deviation over all cells of the panel (`effect`), oriented so that positive is
-    better (`gain`), a paired t-test and Holm's correction within each panel (study x arch, all
-    regularizers and measures). `card`: the scorecard's measures (reglens.analyses.scorecard()). A
-    panel without its baseline has no rows."""
+    better (`gain`), paired_test's p-values and Holm's correction within each panel (study x arch,
+    all regularizers and tested measures). Cost measures are shown, never tested. `seeds_needed`: the
+    paired seeds the observed difference would need to reach Holm's first threshold in this panel
+    with probability `power`. `card`: the scorecard's measures (reglens.analyses.scorecard()). A
+    panel without its baseline has no rows. Leave untrained cells out first (untrained, without_cells)."""
     values = measures.seed_values(tidy, card)
+    present = set(tidy.metric)
     rows = []
     for (study, arch, name), group in values.groupby(["study", "arch", "measure"]):
         m = measures.by_name(name, card)
+        label = f"{m.label} at eps {m.metrics(present)[0].rsplit('@', 1)[1]}" if m.middle_eps else m.label
         base_name = (baselines or {}).get(study, baseline)
         if base_name not in set(group.reg):
             continue
         base = group[group.reg == base_name].set_index("seed").value
         spread = group.value.std(ddof=1)
         for reg, other in group[group.reg != base_name].groupby("reg"):
-            paired = pd.concat([other.set_index("seed").value, base], axis=1, keys=["reg", "base"]).dropna()
-            diff = paired["reg"] - paired["base"]
-            p = float(stats.ttest_rel(paired["reg"], paired["base"]).pvalue) if len(diff) > 1 and diff.std() > 0 \
-                else float("nan")
-            mean = float(diff.mean()) if len(diff) else float("nan")
-            effect = mean / spread if spread > 0 else float("nan")
+            result = paired_test(other.set_index("seed").value, base)
+            if m.group == "cost":
+                result.update(p_value=float("nan"), p_sign_flip=float("nan"), test="cost")
+            effect = result["mean_diff"] / spread if spread > 0 else float("nan")
             rows.append({"study": study, "arch": arch, "baseline": base_name, "reg": reg, "measure": name,
-                         "label": m.label, "group": m.group,
-                         "better": m.better, "n_pairs": len(diff), "mean_diff": mean, "effect": effect,
-                         "gain": effect * m.better, "p_value": p})
-    cols = ["study", "arch", "baseline", "reg", "measure", "label", "group", "better", "n_pairs", "mean_diff", "effect",
-            "gain", "p_value", "p_holm", "significant"]
-    out = pd.DataFrame(rows, columns=cols[:-2])
-    out["p_holm"] = float("nan")
-    for _, idx in out.groupby(["study", "arch"]).groups.items():
-        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].tolist())
-    out["significant"] = out.p_holm < alpha
+                         "label": label, "group": m.group, "better": m.better, **result, "effect": effect,
+                         "gain": effect * m.better})
+    cols = ["study", "arch", "baseline", "reg", "measure", "label", "group", "better", "n_pairs", "mean_diff", "sd_diff",
+            "effect", "gain", "test", "p_value", "p_sign_flip", "p_holm", "significant", "seeds_needed"]
+    out = pd.DataFrame(rows, columns=[c for c in cols if c not in ("p_holm", "significant", "seeds_needed")])
+    out["p_holm"] = _holm_within(out, ["study", "arch"])
+    out["significant"] = (out.p_holm < alpha) & (out.n_pairs >= MIN_PAIRS) & (out.test == "ok")
+    tested = out.groupby(["study", "arch"]).p_value.transform(lambda p: max(int(p.notna().sum()), 1))
+    out["seeds_needed"] = [seeds_needed(r.mean_diff, r.sd_diff, alpha / k) if r.test == "ok" else float("nan")
+                           for r, k in zip(out.itertuples(), tested)]
     order = {m.name: i for i, m in enumerate(card)}
     return out.sort_values(["study", "arch", "measure"], key=lambda c: c.map(order) if c.name == "measure" else c,
                            kind="stable").reset_index(drop=True)[cols]

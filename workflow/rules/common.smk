@@ -11,6 +11,7 @@ from reglens import models as reglens_models
 from reglens import regularizers as reglens_regularizers
 from reglens import roar as reglens_roar
 from reglens.plots import build as reglens_figures
+from reglens.stages import report as reglens_report
 from reglens.train import TRAIN_DEFAULTS, merged_train_config
 
 REPO = Path(workflow.basedir).parent
@@ -22,6 +23,7 @@ try:
     if not config:
         config.update(reglens_config.load_yaml(REPO / "config" / "demo.yaml"))
     CFG = reglens_config.validate(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    reglens_report.check_headline(CFG)
 except reglens_config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 config["device"] = CFG["device"]  # read by the scripts, not a param: moving to a GPU reruns nothing

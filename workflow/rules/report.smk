@@ -31,6 +31,7 @@ rule aggregate:
     params:
         shape=canonical(SHAPE),
         cells=canonical([cell.record() for cell in CELLS]),
+        headline=CFG["headline"],
     log:
         "logs/aggregate.log",
     conda:

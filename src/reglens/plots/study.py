@@ -172,7 +172,7 @@ def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05, formats=FORMATS) ->
                 if row.empty:
                     continue
                 row = row.iloc[0]
-                text = "–" if pd.isna(row.mean_diff) else f"{row.mean_diff:+.2g}" + ("*" if row.p_holm < alpha else "")
+                text = "–" if pd.isna(row.mean_diff) else f"{row.mean_diff:+.2g}" + ("*" if bool(row.get("significant", row.p_holm < alpha)) else "")
                 ax.text(c, r, text, ha="center", va="center", fontsize=7)
         ax.set_xticks(range(len(cols)))
         if k == len(panels) - 1:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from reglens import aggregate, analyses, report, stats
+from reglens.grid import ConfigError
 from reglens.plots import build
 from reglens.io import write_csv
 
@@ -15,10 +16,19 @@ def baselines(cells: list[dict]) -> dict[str, str]:
     return out
 
 
-def run_aggregate(root, shape: dict, cells: list[dict], out: dict) -> None:
-    """`out` maps metrics, missing, summary, comparisons, ranking, scorecard, agreement, shortcut,
-    dissect_groups and every stacked table (analyses.stacked_tables) to paths; `root` holds results/,
-    `shape` is layout.shape(config): which analyses run on which cells."""
+def check_headline(cfg: dict) -> None:
+    """The declared headline's measure is a scorecard measure (the rest: reglens.config)."""
+    head = cfg.get("headline")
+    names = [m.name for m in analyses.scorecard()]
+    if head and head["measure"] not in names:
+        raise ConfigError(f"headline.measure: {head['measure']!r} is not a scorecard measure; valid: {names}")
+
+
+def run_aggregate(root, shape: dict, cells: list[dict], out: dict, headline: dict | None = None) -> None:
+    """`out` maps metrics, missing, summary, untrained, comparisons, ranking, scorecard, agreement, shortcut,
+    dissect_groups, headline and every stacked table (analyses.stacked_tables) to paths; `root` holds
+    results/, `shape` is layout.shape(config): which analyses run on which cells; `headline`: the
+    config's declared comparison (its scorecard row goes to `out["headline"]`)."""
     groups = aggregate.group_tables(root, cells)  # once: the tidy metrics and their own table
     tidy, missing = aggregate.collect(root, shape, cells, groups=groups)
     write_csv(out["metrics"], tidy)
@@ -28,16 +38,23 @@ def run_aggregate(root, shape: dict, cells: list[dict], out: dict) -> None:
     card = analyses.scorecard()
     summary = stats.summarize(tidy)
     write_csv(out["summary"], summary)
-    write_csv(out["comparisons"], stats.compare_to_baseline(tidy))
-    write_csv(out["ranking"], stats.ranking(summary))
-    write_csv(out["scorecard"], stats.scorecard(tidy, card, baselines=baselines(cells)))
-    write_csv(out["agreement"], stats.agreement(tidy, card))
-    write_csv(out["shortcut"], stats.shortcut_detection(tidy))
+    failed = stats.untrained(tidy)  # in metrics and summary, flagged; in no comparison
+    write_csv(out["untrained"], failed)
+    trained = stats.without_cells(tidy, failed)
+    write_csv(out["comparisons"], stats.compare_to_baseline(trained))
+    write_csv(out["ranking"], stats.ranking(stats.summarize(trained)))
+    scores = stats.scorecard(trained, card, baselines=baselines(cells))
+    write_csv(out["scorecard"], scores)
+    write_csv(out["headline"], scores[(scores.study == headline["study"]) & (scores.arch == headline["arch"])
+                                      & (scores.reg == headline["reg"]) & (scores.measure == headline["measure"])]
+              if headline else scores.iloc[0:0])
+    write_csv(out["agreement"], stats.agreement(trained, card))
+    write_csv(out["shortcut"], stats.shortcut_detection(trained))
     write_csv(out["dissect_groups"], groups)
 
 
-AGGREGATE_TABLES = ["metrics", "missing", "summary", "comparisons", "ranking", "scorecard", "agreement", "shortcut",
-                    "dissect_groups"]
+AGGREGATE_TABLES = ["metrics", "missing", "summary", "untrained", "comparisons", "ranking", "scorecard", "headline",
+                    "agreement", "shortcut", "dissect_groups"]
 
 
 def aggregate_tables() -> list[str]:
