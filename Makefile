@@ -37,7 +37,7 @@ test-fast: $(TEST_STAMP)
 
 readme: install   # after `make demo` and `make showcase`: the README's finding and docs/results.md's blocks
 	$(BIN)/python -m reglens readme README.md --tables results/tables
-	$(BIN)/python -m reglens readme docs/results.md --tables showcase/results/tables
+	$(BIN)/python -m reglens readme docs/results.md docs/roar.md --tables showcase/results/tables
 
 plan: install     # the full study's bill: jobs, FLOPs and GPU-hours per rule
 	$(BIN)/python -m reglens plan --configfile config/config.yaml

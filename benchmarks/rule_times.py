@@ -36,6 +36,7 @@ def job_times(lines: list[str]) -> list[tuple[str, float]]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
     lines = open(args.log).readlines()
     per = defaultdict(list)
@@ -44,10 +45,18 @@ def main(argv=None) -> None:
     stamps = [datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
               for m in map(STAMP.match, (l.rstrip("\n") for l in lines)) if m]
     total = sum(sum(v) for v in per.values())
-    print(f"{'rule':16s} {'jobs':>5s} {'job-s':>8s} {'share':>6s} {'mean s':>7s} {'max s':>6s}")
-    for rule, v in sorted(per.items(), key=lambda kv: -sum(kv[1])):
-        print(f"{rule:16s} {len(v):5d} {sum(v):8.0f} {sum(v) / total:6.1%} {sum(v) / len(v):7.1f} {max(v):6.0f}")
-    print(f"{'all jobs':16s} {sum(map(len, per.values())):5d} {total:8.0f}")
+    rows = [(rule, len(v), sum(v), sum(v) / total, sum(v) / len(v), max(v))
+            for rule, v in sorted(per.items(), key=lambda kv: -sum(kv[1]))]
+    if args.markdown:
+        print("| rule | jobs | job-seconds | share | mean s | max s |\n|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.1%} | {r[4]:.1f} | {r[5]:.0f} |")
+        print(f"| all jobs | {sum(r[1] for r in rows)} | {total:.0f} | | | |")
+    else:
+        print(f"{'rule':16s} {'jobs':>5s} {'job-s':>8s} {'share':>6s} {'mean s':>7s} {'max s':>6s}")
+        for r in rows:
+            print(f"{r[0]:16s} {r[1]:5d} {r[2]:8.0f} {r[3]:6.1%} {r[4]:7.1f} {r[5]:6.0f}")
+        print(f"{'all jobs':16s} {sum(r[1] for r in rows):5d} {total:8.0f}")
     if stamps:
         print(f"wall time of the run: {(stamps[-1] - stamps[0]).total_seconds():.0f} s")
 

@@ -7,7 +7,7 @@ from reglens import config, grid, status
 
 
 def test_status_tells_done_missing_and_failed_with_the_log(tmp_path):
-    cfg = config.validate(config.load_yaml(REPO / "config" / "demo.yaml"))
+    cfg = config.validate(config.load_yaml(REPO / "config" / "showcase.yaml"))
     cell = "digits/simplecnn/l2/seed1"
     (tmp_path / "results" / cell).mkdir(parents=True)
     (tmp_path / "results" / cell / "metrics.json").write_text("{}")
@@ -26,8 +26,8 @@ def test_status_tells_done_missing_and_failed_with_the_log(tmp_path):
     assert sum(r["state"] == "failed" for r in rows.values()) == 1
     roar_cells = {c for c, s in rows if s == "roar"}
     assert roar_cells == set(cfg["roar"]["cells"])
-    out = subprocess.run([sys.executable, "-m", "reglens", "status", "--root", str(tmp_path)], cwd=REPO,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "reglens", "status", "--root", str(tmp_path), "--configfile",
+                          str(REPO / "config" / "showcase.yaml")], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 1
     assert f"FAILED {cell} attack: {failing}" in out.stdout
     assert f"rerun: snakemake results/{cell}/robustness/attacks.csv" in out.stdout

@@ -13,6 +13,7 @@ import yaml
 from reglens import analyses, measures, stats
 from reglens.dissect import COUNTING
 from reglens.io import atomic_path, read_csv
+from reglens.layout import cell_path
 
 QUESTION = ("How do regularizers change what a CNN learns, how explainable it is, and how robust it is?")
 
@@ -79,7 +80,7 @@ def headline(card: pd.DataFrame, declared: dict | None, alpha: float = 0.05) -> 
 def untrained_note(failed: pd.DataFrame) -> str:
     if failed.empty:
         return "<p>Every cell trained (test accuracy more than 0.05 above chance).</p>"
-    cells = ", ".join(f"{r.study}/{r.arch}/{r.reg}/seed{r.seed}" for r in failed.itertuples())
+    cells = ", ".join(cell_path(r._asdict()) for r in failed.itertuples())
     return (f"<p><b>{len(failed)} cell(s) did not train</b> (test accuracy within {stats.UNTRAINED_MARGIN} of chance): "
             f"{html.escape(cells)}. They are in the tables, flagged, and left out of the scorecard, the findings and "
             "the agreement of measures.</p>")
