@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 KINDS = {
-    "snakemake only (run: no-op)": 'run:\n        Path(output[0]).touch()',
+    "snakemake only (shell: touch)": 'shell:\n        "touch {output}"',
     "+ interpreter (shell: python -c pass)": f'shell:\n        "{sys.executable} -c pass && touch {{output}}"',
     "+ torch and a stage's imports (script:)": 'script:\n        "job.py"',
 }

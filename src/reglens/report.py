@@ -192,7 +192,10 @@ def _section_of(stem: str) -> str | None:
 def seeds_sentence(summary: pd.DataFrame, warn: bool = True) -> str:
     if summary.empty:
         return "No results yet."
-    lo, hi = int(summary.n.min()), int(summary.n.max())
+    measured = summary[summary.n > 0]
+    if measured.empty:
+        return "No results yet."
+    lo, hi = int(measured.n.min()), int(measured.n.max())
     count = f"{hi}" if lo == hi else f"{lo} to {hi}"
     text = (f"Seeds per cell: {count}. Points are individual seeds; a tick is their mean; a line is the percentile "
             f"bootstrap 95% interval of the mean, drawn only with {stats.MIN_SEEDS_FOR_INTERVAL} or more seeds.")
