@@ -159,3 +159,14 @@ def test_defaults_live_in_one_tree_that_the_schema_shows():
     assert given == {"roar": {"learner": {"reg": "l2"}, "fractions": [0.5]}, "extra": 1}  # the input is not touched
     filled["robustness"]["boundary"]["span"] = -1.0
     assert config.DEFAULTS["robustness"]["boundary"]["span"] != -1.0                     # nor the tree
+
+
+def test_the_demo_runs_every_analysis_somewhere_and_tests_its_headline_over_three_seeds():
+    demo = config.validate(config.load_yaml(REPO / "config" / "demo.yaml"))
+    shape = layout.shape(demo)
+    ran = {a.name for cell in grid.cells(demo) for a in layout.analyses_of(shape, cell.record())}
+    assert ran == set(layout.REGISTRY)
+    head = demo["headline"]
+    assert len(demo["studies"][head["study"]]["seeds"]) >= 3
+    showcase = config.validate(config.load_yaml(REPO / "config" / "showcase.yaml"))
+    assert all("analyses" not in study for study in showcase["studies"].values())  # everything everywhere

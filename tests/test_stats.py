@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from reglens import analyses, report
+from reglens import analyses, readme, report
 from reglens import stats as reglens_stats
 
 CARD = analyses.scorecard()
@@ -43,7 +43,7 @@ def test_two_pairs_with_identical_differences_are_never_tested_or_marked():
     assert report.findings(card)[0].endswith("none is tested.")
 
 
-def test_t_test_from_three_pairs_matches_scipy_and_holm_marks_it():
+def test_t_test_from_three_pairs_matches_scipy_and_holm_marks_it(tmp_path):
     rng = np.random.default_rng(0)
     base = rng.uniform(0.2, 0.3, 5)
     reg = base + 0.4 + rng.normal(0, 0.02, 5)
@@ -54,6 +54,10 @@ def test_t_test_from_three_pairs_matches_scipy_and_holm_marks_it():
     ref = stats.t.interval(0.95, 4, loc=np.mean(reg - base), scale=stats.sem(reg - base))
     assert (lo, hi) == pytest.approx(ref, rel=1e-10)
     assert "significant after Holm" in report.headline_sentence(row)
+    card[card.measure == "pgd_acc"].to_csv(tmp_path / "headline.csv", index=False)
+    text = readme.finding(tmp_path)
+    assert text.startswith("s/a: adversarial against none, PGD accuracy at eps 0.1: difference +")
+    assert "5 paired seeds" in text and f"[{lo:+.3g}, {hi:+.3g}]" in text and "do not show" in text
 
 
 def test_cost_is_reported_never_tested():

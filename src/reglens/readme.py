@@ -284,7 +284,9 @@ def finding(tables: Path) -> str:
     rows = read_csv(tables / "headline.csv") if (tables / "headline.csv").exists() else pd.DataFrame()
     if rows.empty:
         return "_No headline comparison was declared in the configuration, or it is not in these tables._"
-    return report.headline_sentence(rows.iloc[0])
+    row = rows.iloc[0]
+    return (report.headline_sentence(row) + " The numbers do not show that it holds beyond this study's data and "
+            "architecture, this measure and this attack budget.")
 
 
 SECTIONS = {"finding": lambda t: finding(Path(t)),
