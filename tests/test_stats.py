@@ -97,3 +97,13 @@ def test_seeds_needed_reaches_the_power_in_simulation_and_one_fewer_does_not(eff
     assert simulated_power(n - 1) < power + 0.01
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)  # the normal approximation, within a few seeds
     assert abs(n - ((z / effect) ** 2 + z ** 2 / 2)) <= 3
+
+
+def test_when_no_cell_trained_every_comparison_is_an_empty_table_with_its_columns():
+    tidy = frame({"none": [0.1, 0.11, 0.1], "l2": [0.1, 0.12, 0.09]}, "test_acc", stage="train")
+    trained = reglens_stats.without_cells(tidy, reglens_stats.untrained(tidy))
+    assert trained.empty and list(trained.columns) == list(tidy.columns)
+    tables = [reglens_stats.scorecard(trained, CARD), reglens_stats.agreement(trained, CARD),
+              reglens_stats.compare_to_baseline(trained), reglens_stats.ranking(reglens_stats.summarize(trained)),
+              reglens_stats.shortcut_detection(trained)]
+    assert all(t.empty and len(t.columns) > 3 for t in tables)

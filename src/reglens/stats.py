@@ -192,7 +192,7 @@ def ranking(summary: pd.DataFrame, accuracy_metric: str = "test_acc") -> pd.Data
             rows.append({"study": study, "arch": arch, "metric": metric, "rank": rank, "reg": row.reg,
                          "mean": row.mean, "accuracy": acc.get((study, arch, row.reg), float("nan")),
                          "accuracy_vs_none": acc.get((study, arch, row.reg), float("nan")) - base_acc})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["study", "arch", "metric", "rank", "reg", "mean", "accuracy", "accuracy_vs_none"])
 
 
 def scorecard(tidy: pd.DataFrame, card: list, baseline: str = "none", alpha: float = 0.05,
@@ -251,8 +251,8 @@ def spearman_interval(rho: float, n: int, confidence: float = 0.95) -> tuple[flo
 def agreement_wide(tidy: pd.DataFrame, card: list) -> pd.DataFrame:
     """One row per cell (study, arch, reg, seed), one column per measure compared in `agreement`."""
     keys = ["study", "arch", "reg", "seed"]
-    raw = tidy[[any(re.fullmatch(p, m) for p in measures.AGREEMENT_METRICS) and not measures.is_random_method(m)
-                for m in tidy.metric]]
+    raw = tidy[tidy.metric.map(lambda m: any(re.fullmatch(p, m) for p in measures.AGREEMENT_METRICS)
+                               and not measures.is_random_method(m)).astype(bool)]
     derived = measures.seed_values(tidy, [measures.by_name(n, card) for n in measures.AGREEMENT_MEASURES])
     derived = derived.rename(columns={"measure": "metric"}).replace({"metric": {"gini": "gini_mean"}})
     both = pd.concat([raw[keys + ["metric", "value"]], derived[keys + ["metric", "value"]]], ignore_index=True)
