@@ -170,3 +170,25 @@ def test_the_demo_runs_every_analysis_somewhere_and_tests_its_headline_over_thre
     assert len(demo["studies"][head["study"]]["seeds"]) >= 3
     showcase = config.validate(config.load_yaml(REPO / "config" / "showcase.yaml"))
     assert all("analyses" not in study for study in showcase["studies"].values())  # everything everywhere
+
+
+@pytest.mark.parametrize("headline,expected", [
+    ({"study": "t", "arch": "lenet", "reg": "l2", "measure": "pgd_acc"}, r"headline\.study: 't' is not a study; valid: \['s'\]"),
+    ({"study": "s", "arch": "vgg19", "reg": "l2", "measure": "pgd_acc"}, r"headline\.arch: 'vgg19' is not in studies\.s\.archs"),
+    ({"study": "s", "arch": "lenet", "reg": "none", "measure": "pgd_acc"}, r"headline\.reg: 'none' is the study's baseline"),
+    ({"study": "s", "arch": "lenet", "reg": "l2"}, r"headline"),
+])
+def test_a_bad_headline_is_named(headline, expected):
+    cfg = _with(regularizers=["none", "l2"])
+    cfg["headline"] = headline
+    with pytest.raises(config.ConfigError, match=expected):
+        config.validate(cfg)
+
+
+def test_the_headline_measure_must_be_on_the_scorecard():
+    from reglens.stages.report import check_headline
+    cfg = config.validate({**_with(regularizers=["none", "l2"]),
+                           "headline": {"study": "s", "arch": "lenet", "reg": "l2", "measure": "pgd_accuracy"}})
+    with pytest.raises(config.ConfigError, match=r"headline\.measure: 'pgd_accuracy' is not a scorecard measure; valid: \["):
+        check_headline(cfg)
+    check_headline({**cfg, "headline": {**cfg["headline"], "measure": "pgd_acc"}})
