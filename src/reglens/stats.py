@@ -144,7 +144,8 @@ def seeds_needed(mean_diff: float, sd_diff: float, alpha: float, power: float = 
     for n in range(2, most + 1):
         crit = stats.t.ppf(1 - alpha / 2, n - 1)
         nc = d * math.sqrt(n)
-        if stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= power:
+        lower = stats.nct.cdf(-crit, n - 1, nc)  # the far tail: SciPy gives NaN where it underflows
+        if stats.nct.sf(crit, n - 1, nc) + (lower if np.isfinite(lower) else 0.0) >= power:
             return float(n)
     return float("inf")
 
@@ -252,7 +253,7 @@ def agreement_wide(tidy: pd.DataFrame, card: list) -> pd.DataFrame:
     """One row per cell (study, arch, reg, seed), one column per measure compared in `agreement`."""
     keys = ["study", "arch", "reg", "seed"]
     raw = tidy[tidy.metric.map(lambda m: any(re.fullmatch(p, m) for p in measures.AGREEMENT_METRICS)
-                               and not measures.is_random_method(m)).astype(bool)]
+                               and not measures.is_control(m)).astype(bool)]
     derived = measures.seed_values(tidy, [measures.by_name(n, card) for n in measures.AGREEMENT_MEASURES])
     derived = derived.rename(columns={"measure": "metric"}).replace({"metric": {"gini": "gini_mean"}})
     both = pd.concat([raw[keys + ["metric", "value"]], derived[keys + ["metric", "value"]]], ignore_index=True)
