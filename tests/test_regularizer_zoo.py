@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
-from reglens import config, models, regularizers
+from reglens import config, data, models, regularizers, shortcut
 from reglens.regularizers import penalized_weights
 from reglens.regularizers.group_norm import group_block_norm
 from reglens.regularizers.smoothness import jacobian_frobenius_estimate
@@ -197,12 +197,62 @@ def test_jacobian_determinant_is_refused_with_a_config_error():
         config.validate(cfg)
 
 
+@pytest.fixture(scope="module")
+def marked_blob():
+    # every training digit carries its class's 2x2 mark at the class's own slot: the decoy RRR masks
+    return shortcut.plant(data.convert("digits", {}), {"size": 2, "rate": 1.0, "placement": "class", "seed": 0})
+
+
+def test_right_reasons_penalty_matches_per_example_masked_gradients(net):
+    torch.manual_seed(4)
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 3, 5, 7, 9])
+    mask = torch.rand(5, 8, 8) < 0.2
+    pen = one("rrr", weight=3.0).penalties(net.train(), x, y, net(x), annotation=mask)["rrr"]
+    per_example = grad(lambda xi: F.log_softmax(net(xi.unsqueeze(0)), 1).sum())
+    grads = vmap(per_example)(x.detach())
+    ref = 3.0 * (grads * mask.unsqueeze(1)).pow(2).flatten(1).sum(1).mean()
+    torch.testing.assert_close(pen, ref)
+    # outside the mask nothing is penalized: an empty mask gives zero
+    zero = one("rrr").penalties(net, x, y, net(x), annotation=torch.zeros_like(mask))["rrr"]
+    assert float(zero.detach()) == 0.0
+
+
+def test_right_reasons_is_refused_without_a_planted_mark(digits):
+    regs = one("rrr")
+    with pytest.raises(ValueError, match=r"annotated region.*shortcut"):
+        train(digits, "simplecnn", regs, {"epochs": 1, "batch_size": 256}, {"width": 0.25}, seed=0, device="cpu")
+    cfg = {"regularizers": {"rrr": [{"kind": "rrr"}]},
+           "studies": {"s": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["rrr"], "seeds": [0]}}}
+    with pytest.raises(config.ConfigError, match=r"studies\.s\.regularizers\[0\].*plants none"):
+        config.validate(cfg)
+
+
+def test_right_reasons_removes_the_planted_decoy_reliance(marked_blob):
+    # the planted truth: every training digit carries its class's decoy, so the plain model follows it
+    # (a wrong class's mark costs accuracy); penalizing gradients on the mark removes most of that cost
+    d = data.from_blob(marked_blob)
+    result = {}
+    for name, variant in {"none": [], "rrr": [{"kind": "rrr", "weight": 10.0}]}.items():
+        model = train(d, "simplecnn", regularizers.build(name, {name: variant}),
+                      {"optimizer": "adam", "lr": 0.003, "epochs": 6, "batch_size": 64}, {"width": 0.5},
+                      seed=0, device="cpu").model.eval()
+        with torch.no_grad():
+            pred = [model(data.to_float(marked_blob[k])).argmax(1) for k in ("x_test", "x_test_flipped")]
+        result[name] = shortcut.reliance(*pred, marked_blob["y_test"], marked_blob["mark_test_flipped"])
+    assert result["none"]["reliance"] > 0.08
+    assert result["rrr"]["reliance"] < result["none"]["reliance"] / 3
+    assert result["rrr"]["acc_flipped"] > result["none"]["acc_flipped"] + 0.08
+
+
 @pytest.mark.parametrize("kind", sorted(set(regularizers.KINDS) - {"jacobian_det"}))
-def test_every_kind_trains_combined_with_dropout_and_records_its_penalty(digits, kind):
+def test_every_kind_trains_combined_with_dropout_and_records_its_penalty(digits, marked_blob, kind):
     variants = {"dropout": [{"kind": "dropout", "p": 0.2}], kind: [{"kind": kind}]}
     if kind == "adversarial":
         variants[kind] = [{"kind": kind, "steps": 1}]
     regs = regularizers.build(f"dropout+{kind}", variants)
+    if regs.needs_annotation:
+        digits = data.from_blob(marked_blob)
     result = train(digits, "simplecnn", regs, {"epochs": 1, "lr": 0.05, "batch_size": 256}, {"width": 0.25},
                    seed=0, device="cpu")
     row = result.history[-1]

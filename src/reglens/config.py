@@ -301,6 +301,9 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
         for i, reg in enumerate(study["regularizers"]):
             where = f"studies.{sname}.regularizers[{i}]"
             _check_variant(reg, variants, where)
+            if regularizers.build(reg, variants).needs_annotation and not study.get("shortcut"):
+                raise ConfigError(f"{where}: {reg!r} penalizes gradients inside each image's planted mark, and "
+                                  f"studies.{sname} plants none; give the study a `shortcut:` or drop {reg!r}")
             for arch in study["archs"]:
                 try:
                     regularizers.build(reg, variants).check_task(ds.channels * ds.size ** 2, ds.num_classes,

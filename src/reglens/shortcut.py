@@ -5,7 +5,8 @@ class-specific mark: a size x size patch of a pattern of black and white pixels 
 own (distinct across classes), at a class-specific slot ('class'), the bottom-right corner ('fixed')
 or a random position ('random'). The test split is kept clean and is written twice more: every image
 with its own class's mark ('marked') and with the mark of a wrong class drawn at random ('flipped').
-Every marked image keeps its mark's pixel mask.
+Every marked image keeps its mark's pixel mask (the training masks are the annotation that the
+'rrr' regularizer's penalty reads).
 
 Measures: how much a model relies on the mark (clean minus flipped accuracy; how often a flipped
 prediction follows the mark), and, per attribution method on the marked images, the share of
@@ -111,13 +112,15 @@ def plant(blob: dict, given: dict) -> dict:
     gen = torch.Generator().manual_seed(s["seed"] + 2)
     marked = torch.rand(len(y_train), generator=gen) < s["rate"]
     corners = positions(y_train[marked], s["placement"], slots, side, size, gen)
-    stamped, mask_train = stamp(x_train[marked], patterns[y_train[marked]], corners)
+    stamped, masks_train = stamp(x_train[marked], patterns[y_train[marked]], corners)
     x_train = x_train.clone()
     x_train[marked] = stamped
+    mask_train = torch.zeros(len(y_train), side, side, dtype=torch.bool)
+    mask_train[marked] = masks_train
     x_marked, mask_marked = stamp(x_test, patterns[y_test], positions(y_test, s["placement"], slots, side, size, gen))
     wrong = (y_test + torch.randint(1, k, (len(y_test),), generator=gen)) % k
     x_flipped, mask_flipped = stamp(x_test, patterns[wrong], positions(wrong, s["placement"], slots, side, size, gen))
-    return {**blob, "x_train": x_train, "marked_train": marked,
+    return {**blob, "x_train": x_train, "marked_train": marked, "mask_train": mask_train,
             "x_test_marked": x_marked, "mask_test_marked": mask_marked,
             "x_test_flipped": x_flipped, "mask_test_flipped": mask_flipped, "mark_test_flipped": wrong,
             "shortcut": {**s, "patterns": patterns, "slots": slots}}

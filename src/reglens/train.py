@@ -128,14 +128,16 @@ def effective_precision(precision: str, regs: RegularizerSet) -> str:
     return "fp32" if regs.needs_fp32 else precision
 
 
-def loss_terms(model, forward, regs: RegularizerSet, x: torch.Tensor, y: torch.Tensor, precision: str):
+def loss_terms(model, forward, regs: RegularizerSet, x: torch.Tensor, y: torch.Tensor, precision: str,
+               annotation: torch.Tensor | None = None):
     """One step's (logits, data loss, penalties): the forward under autocast at `precision`, the
-    logits, the data loss and every penalty in fp32. `forward` is the model or its compiled version."""
+    logits, the data loss and every penalty in fp32. `forward` is the model or its compiled version;
+    `annotation`: the batch's annotation masks, for the penalties that read them."""
     dtype = AUTOCAST[precision]
     with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         logits = forward(x).float()
     data_loss = regs.data_loss(logits, y)
-    return logits, data_loss, regs.penalties(model, x, y, logits)
+    return logits, data_loss, regs.penalties(model, x, y, logits, annotation)
 
 
 def use_channels_last(setting, device: torch.device) -> bool:
@@ -206,6 +208,9 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
     if scaler.is_enabled() and start_epoch > 0 and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
     gen = torch.Generator(device=device)
+    if regs.needs_annotation and data.mask_train is None:
+        raise ValueError(f"regularizer {regs.name!r} penalizes gradients inside each image's annotated region, and "
+                         f"{data.name} has none: use it in a study with a planted shortcut (`shortcut:`)")
     n, bs = len(data.y_train), cfg["batch_size"]
     aug = cfg["augment"]
     step = start_epoch * math.ceil(n / bs)
@@ -224,7 +229,13 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
         order = torch.randperm(n, device=device, generator=gen)
         for start in range(0, n, bs):
             idx = order[start:start + bs]
-            x = to_float(augment(data.x_train[idx], aug["crop_padding"], aug["hflip"], gen))
+            annotation = None
+            if regs.needs_annotation:  # the mask rides along as one more channel, so it moves with the pixels
+                both = augment(torch.cat([data.x_train[idx], data.mask_train[idx].unsqueeze(1).to(torch.uint8)], 1),
+                               aug["crop_padding"], aug["hflip"], gen)
+                x, annotation = to_float(both[:, :-1]), both[:, -1].bool()
+            else:
+                x = to_float(augment(data.x_train[idx], aug["crop_padding"], aug["hflip"], gen))
             y = data.y_train[idx]
             x = regs.transform_batch(model, x, y)
             if channels_last:
@@ -232,7 +243,7 @@ def train(data: TensorData, arch: str, regs: RegularizerSet, train_cfg: dict | N
             if regs.needs_input_grad:
                 x.requires_grad_(True)
             with regs.perturb_weights(model):
-                logits, data_loss, penalties = loss_terms(model, forward, regs, x, y, precision)
+                logits, data_loss, penalties = loss_terms(model, forward, regs, x, y, precision, annotation)
                 loss = data_loss + sum(penalties.values()) if penalties else data_loss
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

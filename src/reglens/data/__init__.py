@@ -85,6 +85,7 @@ class TensorData:
     mean: list[float]
     std: list[float]
     half_width: float | None = None  # points datasets: pixel 0..1 spans -half_width..half_width in the plane
+    mask_train: torch.Tensor | None = None  # shortcut datasets: each training image's planted mark (N, H, W) bool
 
     @property
     def channels(self) -> int:
@@ -103,7 +104,8 @@ def from_blob(blob: dict, device: torch.device | str = "cpu") -> TensorData:
     """The dataset of a tensor dictionary (as `convert` makes it), its tensors on `device`."""
     return TensorData(
         name=blob["name"], classes=blob["classes"], mean=blob["mean"], std=blob["std"],
-        half_width=blob.get("half_width"), **{k: blob[k].to(device) for k in ("x_train", "y_train", "x_test", "y_test")})
+        half_width=blob.get("half_width"), mask_train=blob["mask_train"].to(device) if "mask_train" in blob else None,
+        **{k: blob[k].to(device) for k in ("x_train", "y_train", "x_test", "y_test")})
 
 
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:

@@ -8,12 +8,12 @@ from reglens.regularizers.dropout import Dropout
 from reglens.regularizers.group_norm import GroupNorm
 from reglens.regularizers.losses import ConfidencePenalty, LabelSmoothing
 from reglens.regularizers.noise import Adversarial, InputNoise, WeightNoise
-from reglens.regularizers.smoothness import InputGradient, Jacobian, JacobianDeterminant
+from reglens.regularizers.smoothness import InputGradient, Jacobian, JacobianDeterminant, RightReasons
 from reglens.regularizers.spectral import HardSVB, SoftSVB
 from reglens.regularizers.weight_penalties import L1, L2, ElasticNet
 
 KINDS: dict[str, type[Regularizer]] = {cls.kind: cls for cls in (
-    L1, L2, ElasticNet, Dropout, SoftSVB, HardSVB, Jacobian, InputGradient, JacobianDeterminant,
+    L1, L2, ElasticNet, Dropout, SoftSVB, HardSVB, Jacobian, InputGradient, JacobianDeterminant, RightReasons,
     ConfidencePenalty, LabelSmoothing, InputNoise, WeightNoise, GroupNorm, GroupActivation, GroupSpatial,
     Adversarial)}
 

@@ -18,7 +18,9 @@ class Regularizer:
       transform_batch(model, x, y) -> x   perturb the inputs (noise, adversarial examples)
       perturb_weights(model)              context manager around forward+backward (weight noise)
       data_loss(logits, y) -> loss        replaces cross-entropy (at most one per combination)
-      penalty(model, x, y, logits)        a scalar added to the loss, or None
+      penalty(model, x, y, logits)        a scalar added to the loss, or None; members with
+                                          `needs_annotation` get the batch's annotation mask too
+                                          (N, H, W bool: the planted mark), as `annotation`
       after_step(model, step)             after each optimizer step (hard SVB projection)
       finish(model)                       once after the last step (hard SVB's final projection)
     `needs_input_grad` makes the step create the graph from the inputs (Jacobian penalties); such
@@ -28,6 +30,7 @@ class Regularizer:
     kind: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
     needs_input_grad: ClassVar[bool] = False
+    needs_annotation: ClassVar[bool] = False  # the penalty reads each training image's annotation mask
     needs_fp32: ClassVar[bool] = False   # the cell's forward stays fp32 under bf16/fp16 autocast
     hooks_model: ClassVar[bool] = False  # registers hooks on the model (torch.compile is not used)
     nonnegative: ClassVar[tuple[str, ...]] = ()  # params that must be numbers >= 0
@@ -111,6 +114,7 @@ class RegularizerSet:
                              "loss; combine at most one of them")
         self._data_loss = losses[0].data_loss if losses else None
         self.needs_input_grad = any(m.needs_input_grad for m in members)
+        self.needs_annotation = any(m.needs_annotation for m in members)
         self.needs_fp32 = any(m.needs_fp32 or m.needs_input_grad for m in members)
         self.hooks_model = any(m.hooks_model for m in members)
         self._penalized = [(f"{i}_{m.kind}" if _count(members, m.kind) > 1 else m.kind, m)
@@ -158,10 +162,11 @@ class RegularizerSet:
             return F.cross_entropy(logits, y)
         return self._data_loss(logits, y)
 
-    def penalties(self, model, x, y, logits) -> dict[str, torch.Tensor]:
+    def penalties(self, model, x, y, logits, annotation=None) -> dict[str, torch.Tensor]:
         out = {}
         for name, m in self._penalized:
-            value = m.penalty(model, x, y, logits)
+            value = (m.penalty(model, x, y, logits, annotation=annotation) if m.needs_annotation
+                     else m.penalty(model, x, y, logits))
             if value is not None:
                 out[name] = value
         return out

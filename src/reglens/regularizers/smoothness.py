@@ -1,4 +1,5 @@
-"""Penalties on derivatives with respect to the input: Jacobian, input gradient (double backprop);
+"""Penalties on derivatives with respect to the input: Jacobian, input gradient (double backprop),
+input gradient inside an annotated region (right for the right reasons);
 and the Jacobian determinant of a square 2-D map (refused for non-square ones)."""
 from __future__ import annotations
 
@@ -58,6 +59,30 @@ class InputGradient(Regularizer):
 
     def step_cost(self) -> float:
         return 2.36  # measured: one double backward
+
+
+class RightReasons(Regularizer):
+    """Ross, Hughes & Doshi-Velez (2017), "Right for the right reasons": weight times the squared input
+    gradient of the summed log-probabilities inside each image's annotated region (the planted mark:
+    what the model should not use), summed over pixels and channels, mean over the batch (the data loss
+    is a batch mean too, so the weight scales as in the reference code's sums)."""
+
+    kind = "rrr"
+    params = {"weight": 10.0}
+    summary = "weight * mean_batch sum_pixels (A * d sum_k log p_k / d x)^2, A the planted mark (shortcut studies)"
+    needs_input_grad = True
+    needs_annotation = True
+    nonnegative = ("weight",)
+
+    def penalty(self, model, x, y, logits, annotation=None):
+        if not model.training:
+            return None
+        log_p = F.log_softmax(logits, dim=1)
+        (grad,) = torch.autograd.grad(log_p.sum(), x, create_graph=True, retain_graph=True)
+        return self.weight * (grad * annotation.unsqueeze(1)).pow(2).flatten(1).sum(1).mean()
+
+    def step_cost(self) -> float:
+        return 2.36  # one double backward, as input_gradient
 
 
 def square_jacobian_det(fn, z: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
