@@ -7,10 +7,10 @@ import math
 
 from reglens.io import load_torch, read_csv, read_json
 from reglens.layout import REGISTRY, Analysis, CellFigure, register
-from reglens.measures import GROUPS, Measure
+from reglens.measures import CONTROLS, GROUPS, Measure
 from reglens.plots import cell as draw
 
-_METHOD = r"[a-z_]+"
+_METHOD = r"(?P<method>[a-z_]+)"
 
 
 def _csv_figure(name, key, drawer):
@@ -152,7 +152,7 @@ def _read_explain(files) -> dict:
         out[f"{method}_mprt_independent"] = group[group.variant == "independent"].spearman.mean()
         out[f"{method}_mprt_undefined"] = float(group.undefined.sum())
     agreement = read_csv(files["agreement"])
-    explanations = agreement[~agreement.method_a.isin(["random", "sobel"]) & ~agreement.method_b.isin(["random", "sobel"])]
+    explanations = agreement[~agreement.method_a.isin(CONTROLS) & ~agreement.method_b.isin(CONTROLS)]
     if len(explanations):
         out["method_agreement_mean"] = explanations.spearman.mean()
         out["method_agreement_undefined"] = float(explanations.undefined.sum())

@@ -1,11 +1,13 @@
 """Attribution maps ("where") behind one call: attribute(model, x, target, method).
 
-Captum-backed methods plus two controls that are not explanations (a random map, a Sobel edge map).
+Captum-backed methods plus negative controls that are not explanations (reglens.measures.CONTROLS):
+a random map, a Sobel edge map of the input, the input itself, a blurred input and a constant map.
 Every method returns a map of the input's shape; Grad-CAM's map is upsampled bilinearly and repeated
 over channels. Inputs are pixels in [0, 1]; baselines are black images (0)."""
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from typing import Callable
 
@@ -16,9 +18,11 @@ from captum.attr import (DeepLift, GuidedBackprop, InputXGradient, IntegratedGra
 from torch import nn
 
 from reglens import perturbation
+from reglens.measures import CONTROLS
 
 DEFAULTS = {"ig_steps": 32, "ig_tolerance": 0.01, "ig_max_steps": 512, "nt_samples": 16, "nt_stdev": 0.15,
             "occlusion_window": 0.25, "occlusion_stride": 0.125, "internal_batch_size": 256, "seed": 0,
+            "blur_sigma": 0.1,
             **{f"ep_{k}": v for k, v in perturbation.EP_DEFAULTS.items()},
             **{f"mp_{k}": v for k, v in perturbation.MP_DEFAULTS.items()}}
 
@@ -164,6 +168,31 @@ def _sobel(model, x, target, o):
     return sobel_magnitude(x)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (sigma in pixels, kernel +-3 sigma, replicate padding), the input's shape."""
+    radius = max(1, int(3 * sigma + 0.5))  # scipy.ndimage.gaussian_filter's truncate=3
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    out = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
+                    groups=c)
+
+
+def _image(model, x, target, o):
+    return x.clone()
+
+
+def _blur(model, x, target, o):
+    """The input blurred with sigma = blur_sigma times its side (Song et al. 2023's blur control)."""
+    return gaussian_blur(x, max(o["blur_sigma"] * x.shape[-1], 0.3))
+
+
+def _constant(model, x, target, o):
+    return torch.ones_like(x)
+
+
 METHODS: dict[str, Callable] = {
     "saliency": _saliency,
     "input_x_gradient": _input_x_gradient,
@@ -179,8 +208,11 @@ METHODS: dict[str, Callable] = {
     "meaningful_perturbation": _meaningful_perturbation,
     "random": _random,
     "sobel": _sobel,
+    "image": _image,
+    "blur": _blur,
+    "constant": _constant,
 }
-CONTROLS = ("random", "sobel")
+assert set(CONTROLS) <= set(METHODS)
 
 
 def attribute(model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str, prepared: bool = False,
@@ -287,8 +319,8 @@ def model_randomization(model, x, target, method, variant: str = "cascading", se
 EXPLAIN_DEFAULTS = {
     "methods": ["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "smoothgrad_sq",
                 "vargrad", "guided_backprop", "deeplift", "gradcam", "occlusion", "extremal_perturbation",
-                "meaningful_perturbation", "random", "sobel"],
+                "meaningful_perturbation", *CONTROLS],
     "figure_images": 6, "metric_images": 100, "batch_size": 100,
-    "mprt_methods": ["saliency", "integrated_gradients", "guided_backprop", "gradcam", "sobel"],
+    "mprt_methods": ["saliency", "integrated_gradients", "guided_backprop", "gradcam", "sobel", "random"],
     "mprt_images": 32, "mprt_seeds": [0, 1, 2], "options": {},
 }

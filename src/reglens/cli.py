@@ -6,7 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from reglens import config, configdoc, grid, plan, readme, status
+import pandas as pd
+
+from reglens import config, configdoc, grid, metaeval, plan, readme, status
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     bill.add_argument("--utilization", type=float, default=0.3, help="fraction of the device's peak reached")
     bill.add_argument("--measured", default="results/bench/train_throughput.json",
                       help="`make bench`'s utilization per precision, used where it was measured on --device")
+    bill.add_argument("--pilot", help="a finished pilot run's tables folder (e.g. results/tables): print the "
+                                      "seeds each measure needs, from its metaeval.csv")
     regen = commands.add_parser("readme", help="rewrite the generated result blocks of README.md and docs/*.md "
                                                "from results/tables")
     regen.add_argument("pages", nargs="*", help="default: README.md and docs/*.md")
@@ -88,7 +92,8 @@ def _run(args) -> int:
         sys.stdout.write(configdoc.config_doc())
         return 0
     if args.command == "plan":
-        return print_plan(args.configfile, args.device, args.utilization, args.measured)
+        code = print_plan(args.configfile, args.device, args.utilization, args.measured)
+        return print_pilot(Path(args.pilot)) if args.pilot else code
     return check_config(args.paths)
 
 
@@ -112,4 +117,16 @@ def print_plan(paths: list[str], device: str, utilization: float, measured_path:
     print(f"{', '.join(paths)}: {len(grid.cells(cfg))} cells; {peak['name']} at {utilization:.0%} of its dense peak "
           f"where not measured (fp32 jobs at TF32 {peak['tf32'] / 1e12:.0f} TFLOP/s, bf16 {peak['bf16'] / 1e12:.0f} TFLOP/s)")
     print(table.to_string(index=False, formatters={"pflop": "{:,.1f}".format, "gpu_hours": "{:,.2f}".format}))
+    return 0
+
+
+def print_pilot(tables: Path) -> int:
+    path = tables / "metaeval.csv"
+    if not path.exists():
+        raise config.ConfigError(f"--pilot {tables}: no metaeval.csv there; finish a run's `aggregate` rule "
+                                 "first (`snakemake aggregate`) or pass its results/tables folder")
+    table = metaeval.pilot_seeds(pd.read_csv(path))
+    print(f"\n{path}: paired seeds per regularizer each measure needs to show its largest observed "
+          "difference from the baseline at 80% power (two-sided 0.05)")
+    print(table.to_string(index=False, formatters={"icc": "{:.2f}".format, "seeds_needed": "{:.0f}".format}))
     return 0

@@ -19,12 +19,21 @@ class Measure:
     label: str
     group: str
     better: int  # +1: higher is better, -1: lower is better
-    pattern: str  # regex over tidy metrics; several matches (one per attribution method) are averaged per seed
+    pattern: str  # regex over tidy metrics; one per attribution method (a `method` group) is averaged per seed
     text: str
     middle_eps: bool = False  # the pattern matches one metric per eps: keep the middle non-zero eps
 
+    @property
+    def per_method(self) -> bool:
+        return "(?P<method>" in self.pattern
+
+    def method_of(self, metric: str) -> str | None:
+        """The attribution method (or control) a per-method metric of this measure belongs to."""
+        match = re.fullmatch(self.pattern, metric)
+        return match.group("method") if match and self.per_method else None
+
     def metrics(self, present) -> list[str]:
-        found = sorted(m for m in present if re.fullmatch(self.pattern, m) and not is_random_method(m))
+        found = sorted(m for m in present if re.fullmatch(self.pattern, m) and not is_control(m))
         if self.middle_eps and found:
             by_eps = sorted((float(m.rsplit("@", 1)[1]), m) for m in found)
             nonzero = [m for eps, m in by_eps if eps > 0]
@@ -39,9 +48,21 @@ def is_cost(metric: str) -> bool:
     return re.fullmatch(COST, metric) is not None
 
 
-def is_random_method(metric: str) -> bool:
-    return metric.endswith("_random") and re.match(r"(roar|kar|road)_", metric) is not None \
-        or metric.startswith("random_")
+# attribution "methods" that are not explanations (reglens.attribution implements them): a measure
+# scores them like a method, so that a measure that rates one as well as the real methods is caught
+CONTROLS = ("random", "sobel", "image", "blur", "constant")
+
+
+def control_of(metric: str) -> str | None:
+    """The negative control a per-method metric belongs to ({control}_gini, roar_score_{control}, ...)."""
+    for c in CONTROLS:
+        if metric.startswith(f"{c}_") or metric.endswith(f"_{c}") and re.match(r"(roar|kar|road|shortcut)_", metric):
+            return c
+    return None
+
+
+def is_control(metric: str) -> bool:
+    return control_of(metric) is not None
 
 
 # measures compared with each other across cells (explainability and robustness): tidy metrics, one
@@ -74,7 +95,7 @@ def bounds(metric: str) -> tuple[float, float]:
 
 def seed_values(tidy: pd.DataFrame, measures: list[Measure]) -> pd.DataFrame:
     """One row per cell (study, dataset, arch, reg, seed) and measure: the metric's value,
-    or the mean over attribution methods of the per-method metrics (random excluded)."""
+    or the mean over attribution methods of the per-method metrics (controls excluded)."""
     present = set(tidy.metric)
     frames = []
     for m in measures:

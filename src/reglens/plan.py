@@ -23,6 +23,7 @@ from reglens import analyses  # noqa: F401  (registers the analyses and their co
 from reglens import attribution, data, dissect, grid, layout, leakage, models, regularizers, robustness
 from reglens import roar as roar_mod
 from reglens.layout import Cell
+from reglens.measures import CONTROLS
 from reglens.train import effective_precision, merged_train_config
 
 # dense peak throughput, FLOP/s (NVIDIA H200 SXM datasheet: the H100 SXM's tensor-core rates)
@@ -31,7 +32,7 @@ DEVICES = {"h200": {"name": "NVIDIA H200 SXM", "fp32": 67e12, "tf32": 494.7e12, 
 GRADIENT = 3  # a forward and a backward pass, in forward-pass equivalents
 ATTRIBUTION_COST = {  # forward-pass equivalents per image, given the explain options
     "saliency": lambda o: GRADIENT, "input_x_gradient": lambda o: GRADIENT, "guided_backprop": lambda o: GRADIENT,
-    "deeplift": lambda o: 2 * GRADIENT, "gradcam": lambda o: GRADIENT, "random": lambda o: 0, "sobel": lambda o: 0,
+    "deeplift": lambda o: 2 * GRADIENT, "gradcam": lambda o: GRADIENT, **{control: (lambda o: 0) for control in CONTROLS},
     "integrated_gradients": lambda o: GRADIENT * o["ig_steps"], "smoothgrad": lambda o: GRADIENT * o["nt_samples"],
     "smoothgrad_sq": lambda o: GRADIENT * o["nt_samples"], "vargrad": lambda o: GRADIENT * o["nt_samples"],
     "occlusion": lambda o: (1 + math.ceil((1 - o["occlusion_window"]) / o["occlusion_stride"])) ** 2,

@@ -30,6 +30,13 @@ def _table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     return frame.to_html(index=False, border=0, classes="t", float_format=lambda v: floatfmt.format(v), na_rep="–")
 
 
+def _distrust(row) -> str:
+    """A scorecard row's meta-evaluation flag, as a caveat after its finding."""
+    if bool(getattr(row, "trusted", True)):
+        return ""
+    return f" [but this measure cannot answer here: {html.escape(str(row.trust_reason))}]"
+
+
 def findings(card: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     """Sentences per scorecard panel (study x arch): the differences from its baseline marked
     significant (paired t-test from MIN_PAIRS paired seeds, Holm within the panel); where none, say so
@@ -58,9 +65,34 @@ def findings(card: pd.DataFrame, alpha: float = 0.05) -> list[str]:
                        f"{alpha} over {tested} tests, {n} paired seeds{note}){power}.")
             continue
         parts = [f"{r.reg} {'raised' if r.mean_diff > 0 else 'lowered'} {html.escape(r.label)} by {r.mean_diff:+.3g} "
-                 f"({r.n_pairs} pairs, p<sub>Holm</sub> = {r.p_holm:.2g})" for r in sig.sort_values("p_holm").itertuples()]
+                 f"({r.n_pairs} pairs, p<sub>Holm</sub> = {r.p_holm:.2g}){_distrust(r)}"
+                 for r in sig.sort_values("p_holm").itertuples()]
         out.append(f"<b>{study}/{arch}</b> against {base}: " + "; ".join(parts) + f" ({len(sig)} of {tested} tests{note}).")
     return out
+
+
+def trust_sentences(meta: pd.DataFrame) -> list[str]:
+    """Per panel: the measures that can answer the question in this study, and those that cannot, with why."""
+    out = []
+    for (study, arch), panel in meta.groupby(["study", "arch"], sort=False):
+        good = [html.escape(r.label) for r in panel.itertuples() if bool(r.trusted)]
+        bad = [f"{html.escape(r.label)} ({html.escape(r.reason)})" for r in panel.itertuples() if not bool(r.trusted)]
+        out.append(f"<b>{study}/{arch}</b>: can answer: {', '.join(good) if good else 'none'}. "
+                   f"Cannot: {'; '.join(bad) if bad else 'none'}.")
+    return out
+
+
+def controls_table(controls: pd.DataFrame) -> pd.DataFrame:
+    """Per panel and per-method measure: the methods' median and each control's mean, a failed control
+    marked with '!' (it scores at least as well as the median method)."""
+    if controls.empty:
+        return controls
+    cell = controls.assign(v=[f"{m:.3g}{' !' if bool(f) else ''}" if np.isfinite(m) else "undefined"
+                              for m, f in zip(controls.control_mean, controls.fails)])
+    wide = cell.pivot_table(index=["study", "arch", "measure", "methods_median"], columns="control", values="v",
+                            aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide
 
 
 def headline(card: pd.DataFrame, declared: dict | None, alpha: float = 0.05) -> str:
@@ -74,7 +106,7 @@ def headline(card: pd.DataFrame, declared: dict | None, alpha: float = 0.05) -> 
     if row.empty:
         return f"<p><b>Headline</b> ({where}, {html.escape(declared['measure'])}): not in these tables.</p>"
     text = html.escape(headline_sentence(row.iloc[0], alpha)).replace("p_Holm", "p<sub>Holm</sub>")
-    return f"<p class='headline'><b>Headline</b> (declared in the configuration): {text}</p>"
+    return f"<p class='headline'><b>Headline</b> (declared in the configuration): {text}{_distrust(row.iloc[0])}</p>"
 
 
 def untrained_note(failed: pd.DataFrame) -> str:
@@ -180,6 +212,28 @@ SECTIONS = [
      ["agreement_*"]),
 ]
 EMBED_BYTES = 3_000_000  # per-cell figures are embedded up to this many bytes of PNG in all, linked beyond
+
+
+def trust_section(tables_dir: Path) -> str:
+    """The meta-evaluation: which measures can answer the question in each panel, and the controls."""
+    if not (tables_dir / "metaeval.csv").exists():
+        return ""
+    meta, controls = read_csv(tables_dir / "metaeval.csv"), read_csv(tables_dir / "controls.csv")
+    if meta.empty:
+        return '<h2 id="trust">Which measures can answer the question here</h2><p>No tested measure.</p>'
+    return ('<h2 id="trust">Which measures can answer the question here</h2>'
+            "<p class='caption'>Each tested scorecard measure is checked in each panel. <b>Negative controls</b>: maps "
+            "that are not explanations (a random map, a Sobel edge map of the input, the input itself, a blurred input, "
+            "a constant map) are scored like a method; a measure that rates a control at least as well as the median "
+            "real method (marked !) cannot tell explanations from it here. <b>Reliability</b>: the intra-class "
+            "correlation ICC(1) of the measure over cells, regularizers as classes and seeds as replicates, with its F "
+            "test: a measure whose differences between regularizers do not exceed its seed-to-seed spread cannot rank "
+            "them; with one seed per regularizer this is unknown. <b>Power</b>: with no difference shown, the paired "
+            "seeds the largest observed one would need at 80% power. Greyed on the scorecard; every number in "
+            '<a href="tables/metaeval.csv">tables/metaeval.csv</a> and <a href="tables/controls.csv">tables/controls.csv</a>.'
+            "</p><ul>" + "".join(f"<li>{t}</li>" for t in trust_sentences(meta)) + "</ul>"
+            + ("<h3>Negative controls</h3><div class='scroll'>" + _table(controls_table(controls)) + "</div>"
+               if len(controls) else "<p>No per-method measure ran a control.</p>"))
 
 
 def _section_of(stem: str) -> str | None:
@@ -341,7 +395,7 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
     directions = "".join(f"<li><b>{html.escape(m.label)}</b> ({m.group}, {'higher' if m.better > 0 else 'lower'} is "
                          f"better): {html.escape(m.text)}</li>" for m in analyses.scorecard()
                          if len(card) and m.name in set(card.measure))
-    toc = [("scorecard", "Scorecard"), ("findings", "Findings")] + [(sid, title) for sid, title, *_ in SECTIONS] + [
+    toc = [("scorecard", "Scorecard"), ("trust", "Which measures can answer"), ("findings", "Findings")] + [(sid, title) for sid, title, *_ in SECTIONS] + [
         ("tables", "Tables"), ("cells", "Per-cell drill-down"), ("missing", "Missing outputs"),
         ("configuration", "Configuration")]
     if others:
@@ -362,8 +416,9 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
         "of the measure over the panel's cells, turned so that green is better; * marks p<sub>Holm</sub> &lt; 0.05 "
         f"(paired t-test, only from {stats.MIN_PAIRS} or more paired seeds, Holm within each panel; time and "
         "throughput are cost, never tested). Cells that did not train are left out (listed below). Measures that average over attribution methods leave out the "
-        f"random baseline. {seeds}</p><ul class='caption'>{directions}</ul>",
+        f"negative controls. Greyed: the measure cannot answer the question in this panel (next section). {seeds}</p><ul class='caption'>{directions}</ul>",
         untrained_note(failed),
+        trust_section(tables_dir),
         '<h2 id="findings">Findings</h2><ul>' + "".join(f"<li>{s}</li>" for s in findings(card)) + "</ul>",
     ]
     for sid, title, caption, _ in SECTIONS:

@@ -5,6 +5,7 @@ import reglens.aggregate
 import reglens.analyses
 import reglens.layout
 import reglens.measures
+import reglens.metaeval
 import reglens.plots.build
 import reglens.plots.cell
 import reglens.plots.study
@@ -25,7 +26,7 @@ rule aggregate:
     input:
         aggregate_inputs,
         code=[reglens.aggregate.__file__, reglens.analyses.__file__, reglens.layout.__file__, reglens.stats.__file__,
-              reglens.measures.__file__],
+              reglens.measures.__file__, reglens.metaeval.__file__],
     output:
         **{name: f"{TABLES}/{name}.csv" for name in reglens.stages.report.aggregate_tables()},
     params:

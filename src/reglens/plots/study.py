@@ -150,7 +150,8 @@ def shortcut_detection(tidy: pd.DataFrame, stem, formats=FORMATS) -> list[str]:
 def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05, formats=FORMATS) -> list[str]:
     """Regularizer x measure heatmap per study x architecture: colour = paired difference from `none`
     in units of the measure's SD over the panel's cells, oriented so green is better; the number is
-    the raw difference; * marks p_Holm < alpha."""
+    the raw difference; * marks p_Holm < alpha; a measure the meta-evaluation does not trust in a
+    panel (`trusted` False, reglens.metaeval) is greyed."""
     panels = sorted(set(zip(card.study, card.arch)))
     if not panels:
         return []
@@ -166,6 +167,10 @@ def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05, formats=FORMATS) ->
         gain = d.pivot_table(index="reg", columns="measure", values="gain", aggfunc="first").reindex(index=regs, columns=cols)
         ax.imshow(gain.to_numpy(dtype=float).clip(-2, 2), cmap=cmap, vmin=-2, vmax=2, aspect="auto")
         ax.grid(False)
+        untrusted = set(d[~d.trusted.astype(bool)].measure) if "trusted" in d else set()
+        for c, m in enumerate(cols):
+            if m in untrusted:  # the meta-evaluation: this measure cannot answer the question here
+                ax.axvspan(c - 0.5, c + 0.5, color="0.55", alpha=0.8, lw=0)
         for r, reg in enumerate(regs):
             for c, m in enumerate(cols):
                 row = d[(d.reg == reg) & (d.measure == m)]
@@ -184,7 +189,7 @@ def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05, formats=FORMATS) ->
         n = int(d.n_pairs.max())
         base = d.baseline.iloc[0] if "baseline" in d else "none"
         ax.set_title(f"{study} / {arch}: difference from {base} ({n} paired seed{'s' if n != 1 else ''}; "
-                     f"colour: SDs, green = better; * p_Holm < {alpha}; blank: not measured)", fontsize=8)
+                     f"colour: SDs, green = better; * p_Holm < {alpha}; blank: not measured; grey: cannot answer here)", fontsize=8)
     return save_both(fig, stem, formats)
 
 

@@ -1,7 +1,7 @@
 """Report stage: per-cell outputs -> tidy tables -> figures -> one HTML report."""
 from __future__ import annotations
 
-from reglens import aggregate, analyses, report, stats
+from reglens import aggregate, analyses, metaeval, report, stats
 from reglens.grid import ConfigError
 from reglens.plots import build
 from reglens.io import write_csv
@@ -25,8 +25,8 @@ def check_headline(cfg: dict) -> None:
 
 
 def run_aggregate(root, shape: dict, cells: list[dict], out: dict, headline: dict | None = None) -> None:
-    """`out` maps metrics, missing, summary, untrained, comparisons, ranking, scorecard, agreement, shortcut,
-    dissect_groups, headline and every stacked table (analyses.stacked_tables) to paths; `root` holds
+    """`out` maps metrics, missing, summary, untrained, comparisons, ranking, scorecard, metaeval, controls,
+    agreement, shortcut, dissect_groups, headline and every stacked table (analyses.stacked_tables) to paths; `root` holds
     results/, `shape` is layout.shape(config): which analyses run on which cells; `headline`: the
     config's declared comparison (its scorecard row goes to `out["headline"]`)."""
     groups = aggregate.group_tables(root, cells)  # once: the tidy metrics and their own table
@@ -44,6 +44,10 @@ def run_aggregate(root, shape: dict, cells: list[dict], out: dict, headline: dic
     write_csv(out["comparisons"], stats.compare_to_baseline(trained))
     write_csv(out["ranking"], stats.ranking(stats.summarize(trained)))
     scores = stats.scorecard(trained, card, baselines=baselines(cells))
+    meta = metaeval.metaeval(trained, card, scores)
+    write_csv(out["metaeval"], meta)
+    write_csv(out["controls"], metaeval.control_check(metaeval.method_values(trained, card), card))
+    scores = metaeval.mark_trust(scores, meta)
     write_csv(out["scorecard"], scores)
     write_csv(out["headline"], scores[(scores.study == headline["study"]) & (scores.arch == headline["arch"])
                                       & (scores.reg == headline["reg"]) & (scores.measure == headline["measure"])]
@@ -54,7 +58,7 @@ def run_aggregate(root, shape: dict, cells: list[dict], out: dict, headline: dic
 
 
 AGGREGATE_TABLES = ["metrics", "missing", "summary", "untrained", "comparisons", "ranking", "scorecard", "headline",
-                    "agreement", "shortcut", "dissect_groups"]
+                    "metaeval", "controls", "agreement", "shortcut", "dissect_groups"]
 
 
 def aggregate_tables() -> list[str]:
