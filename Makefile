@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-installed-stamp
 CORES ?= all
 
-.PHONY: install demo showcase test test-fast bench readme plan clean-results
+.PHONY: install demo showcase replicate test test-fast bench readme plan clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,15 +29,19 @@ demo: install
 showcase: install   # every analysis on every cell of five small studies, in showcase/
 	$(BIN)/snakemake all --configfile config/showcase.yaml --directory showcase --cores $(CORES)
 
+replicate: install   # known results of the literature, reproduced on digits (config/replicate.yaml), in replicate/
+	$(BIN)/snakemake all --configfile config/replicate.yaml --directory replicate --cores $(CORES)
+
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
 
-readme: install   # after `make demo` and `make showcase`: the README's finding and docs/results.md's blocks
+readme: install   # after `make demo`, `make showcase` and `make replicate`: the generated blocks of the docs
 	$(BIN)/python -m reglens readme README.md --tables results/tables
 	$(BIN)/python -m reglens readme docs/results.md docs/roar.md --tables showcase/results/tables
+	test ! -d replicate/results/tables || $(BIN)/python -m reglens readme docs/replication.md --tables replicate/results/tables
 
 plan: install     # the full study's bill: jobs, FLOPs and GPU-hours per rule
 	$(BIN)/python -m reglens plan --configfile config/config.yaml

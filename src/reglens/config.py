@@ -11,7 +11,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import actmax, attribution, concepts, data, dissect, layout, models, regularizers, roar, robustness, shortcut
+from reglens import (actmax, attribution, concepts, data, dissect, layout, models, regularizers, replication, roar,
+                     robustness, shortcut)
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
 from reglens.grid import ConfigError, cells, expand_roar_cells
@@ -202,7 +203,7 @@ def _check_names(cfg: dict) -> None:
 # fill the same dict when called directly), the workflow's own here. Validation fills a config from
 # it; schema() shows it as the schema's `default:` keys, and config/README.md is generated from those.
 DEFAULTS = {
-    "device": "auto", "torch_threads": 1, "retries": 2, "partial": False, "headline": None,
+    "device": "auto", "torch_threads": 1, "retries": 2, "partial": False, "headline": None, "replicate": {},
     "figures": {"svg": True}, "gpu_sharing": {"archs": []},
     "data": {"root": "resources", "offline_dir": None, "clusters2d": clusters2d.CLUSTERS2D_DEFAULTS},
     "robustness": robustness.ROBUSTNESS_DEFAULTS, "explain": attribution.EXPLAIN_DEFAULTS,
@@ -229,6 +230,31 @@ def _check_headline(cfg: dict) -> None:
     baseline = "none" if "none" in study["regularizers"] else study["regularizers"][0]
     if head["reg"] == baseline:
         raise ConfigError(f"headline.reg: {baseline!r} is the study's baseline; name a regularizer compared with it")
+
+
+def _check_replicate(cfg: dict) -> None:
+    """Each known result (reglens.replication.KNOWN) names a study that trains its regularizers, runs its
+    analyses and lists its methods."""
+    for name, sname in cfg["replicate"].items():
+        where = f"replicate.{name}"
+        if name not in replication.BY_NAME:
+            raise ConfigError(f"{where}: {name!r} is not a known result; valid: {sorted(replication.BY_NAME)}")
+        study = cfg["studies"].get(sname)
+        if study is None:
+            raise ConfigError(f"{where}: {sname!r} is not a study; valid: {sorted(cfg['studies'])}")
+        need = replication.requirements(replication.BY_NAME[name])
+        lacking = [r for r in need["regularizers"] if r not in study["regularizers"]]
+        if lacking:
+            raise ConfigError(f"{where}: studies.{sname}.regularizers lacks {lacking}, which the result compares")
+        chosen = study.get("analyses")
+        lacking = [a for a in need["analyses"] if chosen is not None and a not in chosen]
+        if lacking:
+            raise ConfigError(f"{where}: studies.{sname}.analyses lacks {lacking}, whose outputs the result reads")
+        if need["methods_in"]:
+            section, key = need["methods_in"].split(".")
+            lacking = [m for m in need["methods"] if m not in cfg[section][key]]
+            if lacking:
+                raise ConfigError(f"{where}: {need['methods_in']} lacks {lacking}, which the result compares")
 
 
 def _check_analyses(study: str, chosen: list | None) -> None:
@@ -311,6 +337,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
                 except ValueError as exc:
                     raise ConfigError(f"{where} ({reg!r} on {ds.name}/{arch}): {exc.args[0]}") from None
     _check_roar(cfg)
+    _check_replicate(cfg)
     _check_paths(cfg)
     return cfg
 

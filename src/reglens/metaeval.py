@@ -217,3 +217,16 @@ def pilot_seeds(meta: pd.DataFrame) -> pd.DataFrame:
     failed = meta.failed_controls.astype(object).fillna("").astype(str)
     out["controls"] = np.where(failed != "", "fails " + failed, "")
     return out
+
+
+def controls_table(controls: pd.DataFrame) -> pd.DataFrame:
+    """Per panel and per-method measure: the methods' median and each control's mean, a failed control
+    marked with '!' (it scores at least as well as the median method)."""
+    if controls.empty:
+        return controls
+    cell = controls.assign(v=[f"{m:.3g}{' !' if bool(f) else ''}" if np.isfinite(m) else "undefined"
+                              for m, f in zip(controls.control_mean, controls.fails)])
+    wide = cell.pivot_table(index=["study", "arch", "measure", "methods_median"], columns="control", values="v",
+                            aggfunc="first").reset_index()
+    wide.columns.name = None
+    return wide

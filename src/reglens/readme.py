@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reglens import report, stats
+from reglens import replication, report, stats
 from reglens.io import atomic_path, read_csv
 from reglens.layout import cell_path, seed_folder
 
@@ -289,12 +289,42 @@ def finding(tables: Path) -> str:
             "architecture, this measure and this attack budget.")
 
 
+def markdown(frame: pd.DataFrame) -> str:
+    """A frame as a Markdown table (floats to 3 significant digits, NaN as –)."""
+    def cell(v):
+        if isinstance(v, float):
+            return "–" if not np.isfinite(v) else f"{v:.3g}"
+        return str(v)
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|---" * len(frame.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def replication_block(rep: pd.DataFrame, curve: pd.DataFrame) -> str:
+    """The known results beside this run's (replication.display_tables), with the verdicts tallied."""
+    if rep.empty:
+        return "_No known result was replicated in these tables (the config's `replicate` is empty)._"
+    contrasts, swept = replication.display_tables(rep, curve)
+    tally = ", ".join(f"{n} {v}" for v, n in rep.verdict.value_counts().items())
+    seeds = sorted(set(rep.n_seeds))
+    text = [f"{len(rep)} contrasts over {'/'.join(map(str, seeds))} paired seeds: {tally}. Each is the mean paired "
+            "difference with its 95% t-interval; the settings are reglens's small ones, not the papers', so a "
+            "direction reproduced here does not reproduce a published number, and a contrast that is not "
+            "reproduced here does not refute the paper in its own setting.", "", markdown(contrasts)]
+    if len(swept):
+        text += ["", "The swept weight (mean over seeds [95% t-interval]; published at the same weight):", "",
+                 markdown(swept)]
+    return "\n".join(text)
+
+
 SECTIONS = {"finding": lambda t: finding(Path(t)),
             "headline": lambda t: headline(read_csv(t / "metrics.csv")),
             "concepts": lambda t: concepts_block(read_csv(t / "metrics.csv")),
             "groups": lambda t: groups(read_csv(t / "metrics.csv")),
             "shortcut": lambda t: shortcut(read_csv(t / "metrics.csv"), read_csv(t / "shortcut.csv")),
             "quality": lambda t: quality(read_csv(t / "metrics.csv")),
+            "replication": lambda t: replication_block(read_csv(t / "replication.csv"),
+                                                       read_csv(t / "replication_curve.csv")),
             "roar": lambda t: roar(read_csv(t / "roar_curves.csv"), read_csv(t / "roar_leakage.csv"),
                                    read_csv(t / "roar_detector.csv") if (t / "roar_detector.csv").exists() else None)}
 

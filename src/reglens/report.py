@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from reglens import analyses, measures, stats
+from reglens import analyses, measures, metaeval, replication, stats
 from reglens.dissect import COUNTING
 from reglens.io import atomic_path, read_csv
 from reglens.layout import cell_path
@@ -80,19 +80,6 @@ def trust_sentences(meta: pd.DataFrame) -> list[str]:
         out.append(f"<b>{study}/{arch}</b>: can answer: {', '.join(good) if good else 'none'}. "
                    f"Cannot: {'; '.join(bad) if bad else 'none'}.")
     return out
-
-
-def controls_table(controls: pd.DataFrame) -> pd.DataFrame:
-    """Per panel and per-method measure: the methods' median and each control's mean, a failed control
-    marked with '!' (it scores at least as well as the median method)."""
-    if controls.empty:
-        return controls
-    cell = controls.assign(v=[f"{m:.3g}{' !' if bool(f) else ''}" if np.isfinite(m) else "undefined"
-                              for m, f in zip(controls.control_mean, controls.fails)])
-    wide = cell.pivot_table(index=["study", "arch", "measure", "methods_median"], columns="control", values="v",
-                            aggfunc="first").reset_index()
-    wide.columns.name = None
-    return wide
 
 
 def headline(card: pd.DataFrame, declared: dict | None, alpha: float = 0.05) -> str:
@@ -232,8 +219,39 @@ def trust_section(tables_dir: Path) -> str:
             "seeds the largest observed one would need at 80% power. Greyed on the scorecard; every number in "
             '<a href="tables/metaeval.csv">tables/metaeval.csv</a> and <a href="tables/controls.csv">tables/controls.csv</a>.'
             "</p><ul>" + "".join(f"<li>{t}</li>" for t in trust_sentences(meta)) + "</ul>"
-            + ("<h3>Negative controls</h3><div class='scroll'>" + _table(controls_table(controls)) + "</div>"
+            + ("<h3>Negative controls</h3><div class='scroll'>" + _table(metaeval.controls_table(controls)) + "</div>"
                if len(controls) else "<p>No per-method measure ran a control.</p>"))
+
+
+def replication_section(tables_dir: Path) -> str:
+    """Known results of the literature beside this run's (tables/replication.csv); '' when none is configured."""
+    path = tables_dir / "replication.csv"
+    if not path.exists() or read_csv(path).empty:
+        return ""
+    rep = read_csv(path)
+    curve = read_csv(tables_dir / "replication_curve.csv")
+    contrasts, swept = replication.display_tables(rep, curve)
+    settings = "".join(f"<li><b>{html.escape(k.source)}</b>: {html.escape(k.claim)}. Here: {html.escape(k.setting)}.</li>"
+                       for k in replication.KNOWN if k.name in set(rep.result))
+    not_run = "".join(f"<li><b>{html.escape(src)}</b>: {html.escape(claim)}. Not run: {html.escape(why)}.</li>"
+                      for src, claim, why in replication.NOT_RUN)
+    counts = rep.verdict.value_counts()
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items())
+    return ('<h2 id="replication">Known results, reproduced</h2>'
+            "<p class='caption'>Each published result is a few paired contrasts over the seeds both sides ran: the "
+            "mean difference and its 95% t-interval. <b>reproduced</b>: the interval lies on the published side of "
+            "zero; <b>opposite</b>: on the other side; <b>inconclusive</b>: it holds zero; a published &quot;no better "
+            f"than&quot; is <b>consistent</b> unless the interval lies above zero; fewer than {stats.MIN_PAIRS} paired "
+            "seeds give no verdict. Cells that did not train are left out and counted, except in the swept "
+            "penalty's contrasts and curve, where a model driven to chance by a strong penalty is part of the published "
+            "claim: there they count, and the count is shown. What the run gave is what is shown; nothing was tuned toward the papers. The "
+            "settings differ from the papers' (below): a direction reproduced here does not reproduce their numbers. "
+            f'Every row: <a href="tables/replication.csv">tables/replication.csv</a>.</p><p>{html.escape(tally)}.</p>'
+            "<div class='scroll'>" + _table(contrasts) + "</div>"
+            + ("<h3>The swept weight</h3><p class='caption'>The metric per weight of the regularizer, mean over seeds "
+               "[95% t-interval], beside the published value at the same weight.</p><div class='scroll'>"
+               + _table(swept, "{:.3g}") + "</div>" if len(swept) else "")
+            + f"<h3>Settings</h3><ul>{settings}</ul><h3>Not run here</h3><ul>{not_run}</ul>")
 
 
 def _section_of(stem: str) -> str | None:
@@ -400,6 +418,9 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
         ("configuration", "Configuration")]
     if others:
         toc.insert(-3, ("other", "Other figures"))
+    known = replication_section(tables_dir)
+    if known:
+        toc.insert(3, ("replication", "Known results, reproduced"))
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>reglens report</title><style>", STYLE,
         "</style></head><body>",
@@ -420,6 +441,7 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
         untrained_note(failed),
         trust_section(tables_dir),
         '<h2 id="findings">Findings</h2><ul>' + "".join(f"<li>{s}</li>" for s in findings(card)) + "</ul>",
+        known,
     ]
     for sid, title, caption, _ in SECTIONS:
         parts.append(f'<h2 id="{sid}">{html.escape(title)}</h2><p class="caption">{html.escape(caption)} {seeds_short}</p>')

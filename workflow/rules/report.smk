@@ -9,6 +9,7 @@ import reglens.metaeval
 import reglens.plots.build
 import reglens.plots.cell
 import reglens.plots.study
+import reglens.replication
 import reglens.report
 import reglens.stages.report
 import reglens.stats
@@ -26,13 +27,14 @@ rule aggregate:
     input:
         aggregate_inputs,
         code=[reglens.aggregate.__file__, reglens.analyses.__file__, reglens.layout.__file__, reglens.stats.__file__,
-              reglens.measures.__file__, reglens.metaeval.__file__],
+              reglens.measures.__file__, reglens.metaeval.__file__, reglens.replication.__file__],
     output:
         **{name: f"{TABLES}/{name}.csv" for name in reglens.stages.report.aggregate_tables()},
     params:
         shape=canonical(SHAPE),
         cells=canonical([cell.record() for cell in CELLS]),
         headline=CFG["headline"],
+        replicate=canonical(reglens.replication.plan(CFG["replicate"], reglens_config.used_config(CFG)["regularizers"])),
     log:
         "logs/aggregate.log",
     conda:
@@ -66,7 +68,8 @@ rule report:
     input:
         tables=rules.aggregate.output,
         figures="results/figures",
-        code=[reglens.report.__file__, reglens.measures.__file__, reglens.analyses.__file__],
+        code=[reglens.report.__file__, reglens.measures.__file__, reglens.analyses.__file__,
+              reglens.replication.__file__],
     output:
         report("results/report.html", category="Report"),
     params:

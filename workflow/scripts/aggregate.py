@@ -3,4 +3,4 @@ from reglens.stages.report import run_aggregate
 
 with job(snakemake.log[0]):
     run_aggregate(".", snakemake.params.shape, snakemake.params.cells, dict(snakemake.output.items()),
-                  snakemake.params.headline)
+                  snakemake.params.headline, snakemake.params.replicate)

@@ -254,12 +254,18 @@ def robustness_study(attacks: pd.DataFrame, stem, formats=FORMATS) -> list[str]:
     return save_both(g.figure, stem, formats)
 
 
+def reg_colors(order: list) -> dict:
+    """A colour per regularizer: tab10 up to ten, tab20 up to twenty, repeating beyond (a sweep)."""
+    palette = plt.get_cmap("tab10" if len(order) <= 10 else "tab20").colors
+    return {reg: palette[i % len(palette)] for i, reg in enumerate(order)}
+
+
 def learning_study(history: pd.DataFrame, stem, formats=FORMATS) -> list[str]:
     """Test loss and accuracy per epoch: a column per study x architecture, a colour per regularizer,
     each seed a thin line, the mean over seeds bold."""
     panels = sorted(set(zip(history.study, history.arch)))
     order = _reg_order(history.reg)
-    colors = dict(zip(order, plt.get_cmap("tab10").colors))
+    colors = reg_colors(order)
     fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 5.6), squeeze=False)
     for j, (study, arch) in enumerate(panels):
         d = history[(history.study == study) & (history.arch == arch)]
@@ -284,7 +290,7 @@ def weights_study(hist: pd.DataFrame, stem, layers: int = 4, formats=FORMATS) ->
         d = d[d.seed == d.seed.min()]
         names = list(dict.fromkeys(d.layer))[:layers]
         order = _reg_order(d.reg)
-        colors = dict(zip(order, plt.get_cmap("tab10").colors))
+        colors = reg_colors(order)
         fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
         for ax, layer in zip(axes.flat, names):
             for reg in order:

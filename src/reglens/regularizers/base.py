@@ -93,7 +93,18 @@ def _check_nonnegative(reg: Regularizer, *keys: str) -> None:
     for key in keys:
         value = getattr(reg, key)
         if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"regularizer {reg.kind!r}: {key} must be a number >= 0, got {value!r}")
+            hint = ""
+            if isinstance(value, str) and _reads_as_float(value):
+                hint = f" (YAML reads an exponent without a sign as text: write {value.replace('e', 'e+')})"
+            raise ValueError(f"regularizer {reg.kind!r}: {key} must be a number >= 0, got {value!r}{hint}")
+
+
+def _reads_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:

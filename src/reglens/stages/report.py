@@ -1,7 +1,7 @@
 """Report stage: per-cell outputs -> tidy tables -> figures -> one HTML report."""
 from __future__ import annotations
 
-from reglens import aggregate, analyses, metaeval, report, stats
+from reglens import aggregate, analyses, metaeval, replication, report, stats
 from reglens.grid import ConfigError
 from reglens.plots import build
 from reglens.io import write_csv
@@ -24,11 +24,14 @@ def check_headline(cfg: dict) -> None:
         raise ConfigError(f"headline.measure: {head['measure']!r} is not a scorecard measure; valid: {names}")
 
 
-def run_aggregate(root, shape: dict, cells: list[dict], out: dict, headline: dict | None = None) -> None:
+def run_aggregate(root, shape: dict, cells: list[dict], out: dict, headline: dict | None = None,
+                  replicate: dict | None = None) -> None:
     """`out` maps metrics, missing, summary, untrained, comparisons, ranking, scorecard, metaeval, controls,
-    agreement, shortcut, dissect_groups, headline and every stacked table (analyses.stacked_tables) to paths; `root` holds
-    results/, `shape` is layout.shape(config): which analyses run on which cells; `headline`: the
-    config's declared comparison (its scorecard row goes to `out["headline"]`)."""
+    agreement, shortcut, dissect_groups, headline, replication, replication_curve and every stacked table
+    (analyses.stacked_tables) to paths; `root` holds results/, `shape` is layout.shape(config): which
+    analyses run on which cells; `headline`: the config's declared comparison (its scorecard row goes to
+    `out["headline"]`); `replicate`: {"studies": config's replicate, "weights": replication.weights of
+    its regularizer variants}."""
     groups = aggregate.group_tables(root, cells)  # once: the tidy metrics and their own table
     tidy, missing = aggregate.collect(root, shape, cells, groups=groups)
     write_csv(out["metrics"], tidy)
@@ -55,10 +58,14 @@ def run_aggregate(root, shape: dict, cells: list[dict], out: dict, headline: dic
     write_csv(out["agreement"], stats.agreement(trained, card))
     write_csv(out["shortcut"], stats.shortcut_detection(trained))
     write_csv(out["dissect_groups"], groups)
+    known = (replicate or {}).get("studies") or {}
+    write_csv(out["replication"], replication.replicate(tidy, card, known, failed))
+    write_csv(out["replication_curve"], replication.curve(tidy, known, (replicate or {}).get("weights") or {}, failed))
 
 
 AGGREGATE_TABLES = ["metrics", "missing", "summary", "untrained", "comparisons", "ranking", "scorecard", "headline",
-                    "metaeval", "controls", "agreement", "shortcut", "dissect_groups"]
+                    "metaeval", "controls", "agreement", "shortcut", "dissect_groups", "replication",
+                    "replication_curve"]
 
 
 def aggregate_tables() -> list[str]:
