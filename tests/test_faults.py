@@ -27,7 +27,7 @@ TINY = {
                 "mprt_methods": ["saliency"], "mprt_images": 2},
     "actmax": {"steps": 2, "units_per_layer": 1},
     "dissect": {"enabled": False},
-    "road": {"enabled": False},
+    "road": {"enabled": False}, "meta_consistency": {"enabled": False},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none", "l2"],
                          "seeds": [0], "model": {"width": 0.25}, "train": {"epochs": 2, "batch_size": 128}}},
 }

@@ -10,7 +10,7 @@ from conftest import REPO
 
 SRC = REPO / "src" / "reglens"
 BASE = {"reglens", "reglens.io", "reglens.device", "reglens.layout"}
-REPORTING = {"reglens.aggregate", "reglens.analyses", "reglens.report", "reglens.readme"}
+REPORTING = {"reglens.aggregate", "reglens.analyses", "reglens.report", "reglens.report_trust", "reglens.readme"}
 TOP = {"reglens.config", "reglens.configdoc", "reglens.__main__", "reglens.cli", "reglens.plan", "reglens.status"}
 
 

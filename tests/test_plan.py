@@ -36,7 +36,7 @@ def test_counted_forward_flops_equal_the_closed_form(arch, channels, size):
 
 CFG = {"regularizers": {"none": [], "jacobian": [{"kind": "jacobian"}]},
        "explain": {"methods": ["saliency"], "mprt_methods": []}, "dissect": {"enabled": False},
-       "road": {"enabled": False},
+       "road": {"enabled": False}, "meta_consistency": {"enabled": False},
        "studies": {"s": {"dataset": "mnist", "archs": ["lenet"], "regularizers": ["none", "jacobian"], "seeds": [0],
                          "train": {"epochs": 2, "precision": "bf16"}}}}
 

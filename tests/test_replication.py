@@ -7,8 +7,8 @@ import torch
 import yaml
 from scipy import stats
 
-from reglens import (analyses, attribution, config, data, readme, regularizers, replication, report, roar, robustness,
-                     shortcut)
+from reglens import (analyses, attribution, config, data, readme, regularizers, replication, report_trust, roar,
+                     robustness, shortcut)
 from reglens.plots import study as plots_study
 from reglens.train import train
 
@@ -87,13 +87,13 @@ def test_the_report_sets_the_published_result_beside_the_run(tmp_path):
     curve = replication.curve(tidy, {"rrr_decoy": "s"}, {"rrr_10": 10.0, "rrr_1e-4": 1e-4, "rrr_1e7": 1e7})
     rep.to_csv(tmp_path / "replication.csv", index=False)
     curve.to_csv(tmp_path / "replication_curve.csv", index=False)
-    html = report.replication_section(tmp_path)
+    html = report_trust.replication_section(tmp_path)
     assert "Known results, reproduced" in html and "2 reproduced" in html
     assert "0.939 vs 0.555" in html and "Ross, Hughes" in html and "DiffROAR" in html  # the one not run, named
     diff = rep.iloc[0]
     assert f"{diff.mean_diff:.3g} [{diff.ci_low:.3g}, {diff.ci_high:.3g}]" in html
     pd.DataFrame(columns=replication.COLUMNS).to_csv(tmp_path / "replication.csv", index=False)
-    assert report.replication_section(tmp_path) == ""
+    assert report_trust.replication_section(tmp_path) == ""
 
 
 def study_config(**replicate):

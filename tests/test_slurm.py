@@ -36,7 +36,7 @@ TINY = {
     "actmax": {"steps": 5, "units_per_layer": 1},
     "dissect": {"broden": {"source": "synthetic", "synthetic": {"images": 30, "seg_size": 16, "scale": 2}},
                 "input_size": 16, "workers": 0, "top_units": 1, "top_images": 2},
-    "road": {"enabled": False},
+    "road": {"enabled": False}, "meta_consistency": {"enabled": False},
     "net2vec": {"images": 30, "min_pixels": 20, "max_concepts": 3, "epochs": 3},
     "lesion": {"ks": [1], "draws": 1, "train_images": 100},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none", "l2"],

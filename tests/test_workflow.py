@@ -31,6 +31,7 @@ TINY = {
              "methods": ["random", "saliency"], "fractions": [0.5], "modes": ["roar", "kar"], "retrain_seeds": [0, 1],
              "fit_floor": 0.3, "train": {"optimizer": "adam", "lr": 0.01, "epochs": 8}},
     "road": {"methods": ["random", "saliency"], "fractions": [0.25, 0.5], "images": 60},
+    "meta_consistency": {"methods": ["saliency", "random"], "images": 12, "perturbations": 1},
     "shortcut": {"methods": ["saliency", "random"], "images": 20},
     "net2vec": {"images": 40, "min_pixels": 20, "max_concepts": 5, "epochs": 5},
     "lesion": {"ks": [1, 2], "draws": 2, "train_images": 200},
@@ -77,8 +78,10 @@ def test_tiny_study_end_to_end(study):
     # weights 5; actmax: 5
     # shortcut: 6 cell-level measures, and mass, pointing and undefined count per method; lesion: top,
     # random and their difference per k; net2vec: 8 over layers and 6 per layer (checked below)
+    # meta_consistency: MC, its four criteria and the two kept shares per measure and perturbation type
     per_cell = {"train": 8, "attack": 8, "diagnose": 3 + 2 * 6 + 5,
                 "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2, "shortcut": 6 + 2 * 3,
+                "meta_consistency": 2 * 2 * 7,
                 "lesion": 3 * 2, "net2vec": 8 + 6 * 2}
     # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method,
     # the detector's accuracy, its majority rate and the recovered masks' leakage per mode and method, and

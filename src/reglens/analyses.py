@@ -267,6 +267,28 @@ register(Analysis(
     cost=_road_cost))
 
 
+def _read_meta_consistency(files) -> dict:
+    """MC and its four criteria per measure and perturbation type, and the share of images each test kept."""
+    out = {}
+    for row in read_csv(files["criteria"]).itertuples():
+        for key in ("mc", "iac_nr", "iac_ar", "iec_nr", "iec_ar", "kept_resilience", "kept_adversary"):
+            name = "mc" if key == "mc" else f"mc_{key}"
+            out[f"{name}_{row.measure}_{row.perturbation}"] = getattr(row, key)
+    return out
+
+
+def _meta_consistency_cost(c):
+    m = c.cfg["meta_consistency"]
+    passes = 1 + 4 * m["perturbations"]  # clean, then (model, input) x (resilience, adversary) draws
+    return c.fwd * m["images"] * passes * (c.methods_cost(m["methods"], m["options"]) + 2 * len(m["methods"]))
+
+
+register(Analysis(
+    "meta_consistency", {"criteria": "meta_consistency/criteria.csv"}, "criteria", _read_meta_consistency,
+    inputs="images", switch="meta_consistency", stacked={"meta_consistency": "criteria"},
+    cost=_meta_consistency_cost))
+
+
 # ---------------------------------------------------------------- dissection, Net2Vec, lesions
 
 def _read_dissect(files) -> dict:

@@ -11,8 +11,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import (actmax, attribution, concepts, data, dissect, layout, models, regularizers, replication, roar,
-                     robustness, shortcut)
+from reglens import (actmax, attribution, concepts, data, dissect, layout, meta_consistency, models, regularizers,
+                     replication, roar, robustness, shortcut)
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
 from reglens.grid import ConfigError, cells, expand_roar_cells
@@ -123,7 +123,7 @@ def schema(path: str | Path = SCHEMA_PATH) -> dict:
     roar_train = props["roar"]["properties"]["train"]     # the same keys and rules as a study's
     props["roar"]["properties"]["train"] = {**copy.deepcopy(study["train"]), "description": roar_train["description"]}
     for section, key in (("explain", "methods"), ("explain", "mprt_methods"), ("roar", "methods"),
-                         ("road", "methods"), ("shortcut", "methods")):
+                         ("road", "methods"), ("shortcut", "methods"), ("meta_consistency", "methods")):
         props[section]["properties"][key]["items"]["enum"] = sorted(attribution.METHODS)
     _show_defaults(out, DEFAULTS)
     return out
@@ -211,6 +211,7 @@ DEFAULTS = {
     "shortcut": shortcut.MEASURE_DEFAULTS,
     "dissect": {"enabled": True, **dissect.DISSECT_DEFAULTS, "broden": dissect.BRODEN_DEFAULTS},
     "net2vec": concepts.NET2VEC_DEFAULTS, "lesion": concepts.LESION_DEFAULTS,
+    "meta_consistency": meta_consistency.META_CONSISTENCY_DEFAULTS,
 }
 STUDY_DEFAULTS = {"model": {}, "train": {}}  # a study's training settings: reglens.train.TRAIN_DEFAULTS, at use
 

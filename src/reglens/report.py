@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from reglens import analyses, measures, metaeval, replication, stats
+from reglens import analyses, measures, stats
+from reglens.report_trust import replication_section, table_html as _table, trust_section
 from reglens.dissect import COUNTING
 from reglens.io import atomic_path, read_csv
 from reglens.layout import cell_path
@@ -22,12 +23,6 @@ def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     mime = "image/gif" if path.suffix == ".gif" else "image/png"
     return f'<img alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
-
-
-def _table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
-    if frame.empty:
-        return "<p><em>(empty)</em></p>"
-    return frame.to_html(index=False, border=0, classes="t", float_format=lambda v: floatfmt.format(v), na_rep="–")
 
 
 def _distrust(row) -> str:
@@ -68,17 +63,6 @@ def findings(card: pd.DataFrame, alpha: float = 0.05) -> list[str]:
                  f"({r.n_pairs} pairs, p<sub>Holm</sub> = {r.p_holm:.2g}){_distrust(r)}"
                  for r in sig.sort_values("p_holm").itertuples()]
         out.append(f"<b>{study}/{arch}</b> against {base}: " + "; ".join(parts) + f" ({len(sig)} of {tested} tests{note}).")
-    return out
-
-
-def trust_sentences(meta: pd.DataFrame) -> list[str]:
-    """Per panel: the measures that can answer the question in this study, and those that cannot, with why."""
-    out = []
-    for (study, arch), panel in meta.groupby(["study", "arch"], sort=False):
-        good = [html.escape(r.label) for r in panel.itertuples() if bool(r.trusted)]
-        bad = [f"{html.escape(r.label)} ({html.escape(r.reason)})" for r in panel.itertuples() if not bool(r.trusted)]
-        out.append(f"<b>{study}/{arch}</b>: can answer: {', '.join(good) if good else 'none'}. "
-                   f"Cannot: {'; '.join(bad) if bad else 'none'}.")
     return out
 
 
@@ -199,59 +183,6 @@ SECTIONS = [
      ["agreement_*"]),
 ]
 EMBED_BYTES = 3_000_000  # per-cell figures are embedded up to this many bytes of PNG in all, linked beyond
-
-
-def trust_section(tables_dir: Path) -> str:
-    """The meta-evaluation: which measures can answer the question in each panel, and the controls."""
-    if not (tables_dir / "metaeval.csv").exists():
-        return ""
-    meta, controls = read_csv(tables_dir / "metaeval.csv"), read_csv(tables_dir / "controls.csv")
-    if meta.empty:
-        return '<h2 id="trust">Which measures can answer the question here</h2><p>No tested measure.</p>'
-    return ('<h2 id="trust">Which measures can answer the question here</h2>'
-            "<p class='caption'>Each tested scorecard measure is checked in each panel. <b>Negative controls</b>: maps "
-            "that are not explanations (a random map, a Sobel edge map of the input, the input itself, a blurred input, "
-            "a constant map) are scored like a method; a measure that rates a control at least as well as the median "
-            "real method (marked !) cannot tell explanations from it here. <b>Reliability</b>: the intra-class "
-            "correlation ICC(1) of the measure over cells, regularizers as classes and seeds as replicates, with its F "
-            "test: a measure whose differences between regularizers do not exceed its seed-to-seed spread cannot rank "
-            "them; with one seed per regularizer this is unknown. <b>Power</b>: with no difference shown, the paired "
-            "seeds the largest observed one would need at 80% power. Greyed on the scorecard; every number in "
-            '<a href="tables/metaeval.csv">tables/metaeval.csv</a> and <a href="tables/controls.csv">tables/controls.csv</a>.'
-            "</p><ul>" + "".join(f"<li>{t}</li>" for t in trust_sentences(meta)) + "</ul>"
-            + ("<h3>Negative controls</h3><div class='scroll'>" + _table(metaeval.controls_table(controls)) + "</div>"
-               if len(controls) else "<p>No per-method measure ran a control.</p>"))
-
-
-def replication_section(tables_dir: Path) -> str:
-    """Known results of the literature beside this run's (tables/replication.csv); '' when none is configured."""
-    path = tables_dir / "replication.csv"
-    if not path.exists() or read_csv(path).empty:
-        return ""
-    rep = read_csv(path)
-    curve = read_csv(tables_dir / "replication_curve.csv")
-    contrasts, swept = replication.display_tables(rep, curve)
-    settings = "".join(f"<li><b>{html.escape(k.source)}</b>: {html.escape(k.claim)}. Here: {html.escape(k.setting)}.</li>"
-                       for k in replication.KNOWN if k.name in set(rep.result))
-    not_run = "".join(f"<li><b>{html.escape(src)}</b>: {html.escape(claim)}. Not run: {html.escape(why)}.</li>"
-                      for src, claim, why in replication.NOT_RUN)
-    counts = rep.verdict.value_counts()
-    tally = ", ".join(f"{n} {v}" for v, n in counts.items())
-    return ('<h2 id="replication">Known results, reproduced</h2>'
-            "<p class='caption'>Each published result is a few paired contrasts over the seeds both sides ran: the "
-            "mean difference and its 95% t-interval. <b>reproduced</b>: the interval lies on the published side of "
-            "zero; <b>opposite</b>: on the other side; <b>inconclusive</b>: it holds zero; a published &quot;no better "
-            f"than&quot; is <b>consistent</b> unless the interval lies above zero; fewer than {stats.MIN_PAIRS} paired "
-            "seeds give no verdict. Cells that did not train are left out and counted, except in the swept "
-            "penalty's contrasts and curve, where a model driven to chance by a strong penalty is part of the published "
-            "claim: there they count, and the count is shown. What the run gave is what is shown; nothing was tuned toward the papers. The "
-            "settings differ from the papers' (below): a direction reproduced here does not reproduce their numbers. "
-            f'Every row: <a href="tables/replication.csv">tables/replication.csv</a>.</p><p>{html.escape(tally)}.</p>'
-            "<div class='scroll'>" + _table(contrasts) + "</div>"
-            + ("<h3>The swept weight</h3><p class='caption'>The metric per weight of the regularizer, mean over seeds "
-               "[95% t-interval], beside the published value at the same weight.</p><div class='scroll'>"
-               + _table(swept, "{:.3g}") + "</div>" if len(swept) else "")
-            + f"<h3>Settings</h3><ul>{settings}</ul><h3>Not run here</h3><ul>{not_run}</ul>")
 
 
 def _section_of(stem: str) -> str | None:

@@ -11,6 +11,8 @@ import reglens.plots.cell
 import reglens.plots.study
 import reglens.replication
 import reglens.report
+import reglens.report_trust
+import reglens.meta_consistency
 import reglens.stages.report
 import reglens.stats
 
@@ -68,8 +70,8 @@ rule report:
     input:
         tables=rules.aggregate.output,
         figures="results/figures",
-        code=[reglens.report.__file__, reglens.measures.__file__, reglens.analyses.__file__,
-              reglens.replication.__file__],
+        code=[reglens.report.__file__, reglens.report_trust.__file__, reglens.measures.__file__,
+              reglens.analyses.__file__, reglens.replication.__file__, reglens.meta_consistency.__file__],
     output:
         report("results/report.html", category="Report"),
     params:
