@@ -22,6 +22,8 @@ TINY = {
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
     "figures": {"svg": False},
     "robustness": {"n_images": 40, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.1], "pgd_steps": [2],
+                   "worst_case": {"linf_eps": [0.0, 0.1], "l2_eps": [0.5], "apgd_steps": 5, "targets": 2, "square_queries": 20},
+                   "iterations": {"steps": [1, 3], "restarts": [1, 2], "restart_steps": 2},
                    "boundary": {"images": 1, "resolution": 5}, "pca_images": 20},
     "explain": {"methods": ["saliency", "random"], "figure_images": 2, "metric_images": 4,
                 "mprt_methods": ["saliency"], "mprt_images": 2},

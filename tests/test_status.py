@@ -30,4 +30,4 @@ def test_status_tells_done_missing_and_failed_with_the_log(tmp_path):
                           str(REPO / "config" / "showcase.yaml")], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 1
     assert f"FAILED {cell} attack: {failing}" in out.stdout
-    assert f"rerun: snakemake results/{cell}/robustness/attacks.csv" in out.stdout
+    assert f"rerun: snakemake results/{cell}/robustness/masking.csv" in out.stdout

@@ -21,6 +21,8 @@ TINY = {
     "regularizers": {"none": [], "l2": [{"kind": "l2", "weight": 1e-3}]},
     "figures": {"svg": False},
     "robustness": {"n_images": 360, "fgsm_eps": [0.0, 0.1], "pgd_eps": [0.0, 0.1], "pgd_steps": [3],
+                   "worst_case": {"linf_eps": [0.0, 0.1], "l2_eps": [0.5], "apgd_steps": 5, "targets": 2, "square_queries": 20},
+                   "iterations": {"steps": [1, 3], "restarts": [1, 2], "restart_steps": 2},
                    "boundary": {"images": 1, "resolution": 9, "span": 2.0}, "pca_images": 50},
     "explain": {"methods": ["saliency", "gradcam", "random"], "figure_images": 2, "metric_images": 20,
                 "mprt_methods": ["saliency"], "mprt_images": 8},
@@ -75,20 +77,22 @@ def test_tiny_study_end_to_end(study):
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     # explain: gini and entropy per method, 6 randomization-check measures per checked method, the
     # agreement mean and its undefined count; diagnose: calibration 3, boundary 6 per plane kind,
-    # weights 5; actmax: 5
+    # weights 5; actmax: 5; attack: FGSM and PGD accuracy and loss per eps (8), per eps of both norms
+    # three attacks and their worst case (12), PGD at 2 step and 2 restart counts, the masking flag and
+    # its 4 checks
     # shortcut: 6 cell-level measures, and mass, pointing and undefined count per method; lesion: top,
     # random and their difference per k; net2vec: 8 over layers and 6 per layer (checked below)
     # meta_consistency: MC, its four criteria and the two kept shares per measure and perturbation type
-    per_cell = {"train": 8, "attack": 8, "diagnose": 3 + 2 * 6 + 5,
+    per_cell = {"train": 8, "attack": 8 + 4 * 3 + 4 + 5, "diagnose": 3 + 2 * 6 + 5,
                 "explain": 3 * 2 + 6 + 2, "actmax": 5, "dissect": 4 + 4 * 2 + 5, "road": 3 * 2, "shortcut": 6 + 2 * 3,
                 "meta_consistency": 2 * 2 * 7,
                 "lesion": 3 * 2, "net2vec": 8 + 6 * 2}
     # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method,
     # the detector's accuracy, its majority rate and the recovered masks' leakage per mode and method, and
     # the count of detector controls that did not fit;
-    # the toy study's one cell (2-D points) has every stage but those that need images
-    points = {"train", "attack", "diagnose"}
-    expected = {k: 4 * v + (v if k in points else 0) for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2 + 2 * 2 * 3 + 1}
+    # the toy study's one cell (2-D points) has every stage but those that need images, and no Square L2
+    points = {"train": 0, "attack": -1, "diagnose": 0}
+    expected = {k: 4 * v + (v + points[k] if k in points else 0) for k, v in per_cell.items()} | {"roar": 2 * 2 * 2 + 2 + 2 + 2 * 2 * 3 + 1}
     assert table.groupby("stage").size().to_dict() == expected
     assert pd.read_csv(tmp_path / "results" / "tables" / "missing.csv").empty
     for arch in ("simplecnn", "lenet"):
@@ -261,7 +265,7 @@ def test_figures_regenerate_from_cached_results_and_the_report_renders_in_chromi
 
 @pytest.mark.slow
 def test_partial_report_lists_what_is_missing(study):
-    gone = study / "results" / "tiny" / "lenet" / "none" / "seed0" / "robustness" / "attacks.csv"
+    gone = study / "results" / "tiny" / "lenet" / "none" / "seed0" / "robustness" / "masking.csv"  # the result
     gone.unlink()
     snakemake(study, "figures", "--config", "partial=True")
     missing = pd.read_csv(study / "results" / "tables" / "missing.csv")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from reglens import worstcase
 from reglens.io import load_torch, read_csv, read_json
 from reglens.layout import REGISTRY, Analysis, CellFigure, register
 from reglens.measures import CONTROLS, GROUPS, Measure
@@ -53,24 +54,48 @@ register(Analysis(
 # ---------------------------------------------------------------- attack
 
 def _read_attack(files) -> dict:
+    """FGSM and PGD accuracy and loss per eps; per norm and eps the worst case over the attack set and
+    each attack's accuracy; PGD against steps and restarts; the gradient-masking flag (1 suspected)."""
     out = {}
     for row in read_csv(files["attacks"]).itertuples():
         name = "fgsm" if row.attack == "fgsm" else f"pgd{row.steps}"
         out[f"{name}_{row.norm}_acc@{row.eps:.4g}"] = row.accuracy
         out[f"{name}_{row.norm}_loss@{row.eps:.4g}"] = row.mean_loss
+    for row in read_csv(files["worst_case"]).itertuples():
+        name = "worst" if row.attack == "worst" else row.attack.replace("-", "_")
+        out[f"{name}_{row.norm}_acc@{row.eps:.4g}"] = row.accuracy
+    for row in read_csv(files["iterations"]).itertuples():
+        out[f"pgd_{row.norm}_acc_{row.curve}{getattr(row, row.curve)}@{row.eps:.4g}"] = row.accuracy
+    checks = read_csv(files["masking"])
+    out["gradient_masking_suspected"] = float(worstcase.suspected(checks.to_dict("records")))
+    out.update({f"masking_{r.check}": float(r.value) for r in checks.itertuples()})
     return out
 
 
 def _attack_cost(c):
-    rob = c.robustness
+    rob, wc, it = c.robustness, c.robustness["worst_case"], c.robustness["iterations"]
     steps = len(rob["fgsm_eps"]) + len(rob["pgd_eps"]) * sum(rob["pgd_steps"])
-    return c.fwd * rob["n_images"] * (c.gradient * steps + len(rob["fgsm_eps"]) + len(rob["pgd_eps"]))
+    steps += sum(it["steps"]) + max(it["restarts"]) * it["restart_steps"]
+    per_eps = {"apgd-ce": wc["apgd_steps"] * wc["restarts"], "apgd-t": wc["apgd_steps"] * wc["restarts"] * wc["targets"],
+               "pgd": wc["apgd_steps"] * wc["restarts"]}
+    eps = len(wc["linf_eps"]) + len(wc["l2_eps"])
+    steps += eps * sum(per_eps.get(a, 0) for a in wc["attacks"]) + wc["apgd_steps"]  # + the unbounded eps
+    queries = eps * wc["square_queries"] * wc["restarts"] * ("square" in wc["attacks"])
+    return c.fwd * rob["n_images"] * (c.gradient * steps + queries + len(rob["fgsm_eps"]) + len(rob["pgd_eps"]))
 
 
 register(Analysis(
-    "attack", {"attacks": "robustness/attacks.csv"}, "attacks", _read_attack, stacked={"attacks": "attacks"},
-    figures=(_csv_figure("attack_curves.png", "attacks", draw.attack_curves),),
-    measures=(Measure("pgd_acc", "PGD accuracy", "robustness", +1, r"pgd\d+_linf_acc@[0-9.e-]+",
+    "attack", {"attacks": "robustness/attacks.csv", "worst_case": "robustness/worst_case.csv",
+               "iterations": "robustness/iterations.csv", "masking": "robustness/masking.csv"},
+    "masking", _read_attack, stacked={"attacks": "attacks", "worst_case": "worst_case", "iterations": "iterations",
+                                          "masking": "masking"},
+    figures=(_csv_figure("attack_curves.png", "attacks", draw.attack_curves),
+             _csv_figure("worst_case_curves.png", "worst_case", draw.worst_case_curves),
+             _csv_figure("iteration_curves.png", "iterations", draw.iteration_curves)),
+    measures=(Measure("worst_acc", "worst-case accuracy", "robustness", +1, r"worst_linf_acc@[0-9.e-]+",
+                      "accuracy under the per-point worst case of the attack set (APGD-CE, APGD-T, Square) at the "
+                      "middle L-inf budget", middle_eps=True),
+              Measure("pgd_acc", "PGD accuracy", "robustness", +1, r"pgd\d+_linf_acc@[0-9.e-]+",
                       "accuracy under the strongest PGD attack at the middle budget", middle_eps=True),
               Measure("fgsm_acc", "FGSM accuracy", "robustness", +1, r"fgsm_linf_acc@[0-9.e-]+",
                       "accuracy under FGSM at the middle budget", middle_eps=True)),

@@ -71,7 +71,7 @@ AGREEMENT_METRICS = [r"roar_score_.+", r"kar_score_.+", r"road_score_.+", r".+_m
                      r"dissect_unique_concepts", r"dissect_detector_fraction", r"tv_isotropic_random",
                      r"boundary_distance_adversarial", r"shortcut_reliance", r"shortcut_(mass|pointing)_.+",
                      r"net2vec_units_to_reach", r"net2vec_embedding_iou", r"lesion_concentration@1"]
-AGREEMENT_MEASURES = ["pgd_acc", "fgsm_acc", "gini"]
+AGREEMENT_MEASURES = ["worst_acc", "pgd_acc", "fgsm_acc", "gini"]
 
 _UNIT = [(r"((roar|kar|road)_score_.*|roar_score|kar_score|road_score|shortcut_reliance)", (-1.0, 1.0)),
          (r"(.*_acc(@.*)?|roar_leakage@.*|leakage_acc|(roar|kar)_(detector|detector_base|recovered_leakage)@.*|ece|.*fraction.*|.*_gini|gini|road_(morf|lerf)_auc_.*|"

@@ -86,6 +86,8 @@ KNOWN = (
           "decision boundary; adversarial training gives sparser attributions (a higher Gini)",
           (_vs("PGD accuracy: adversarial vs none", "pgd_acc", ("adversarial", ""), ("none", ""), +1, "higher"),
            _vs("PGD accuracy: Jacobian vs none", "pgd_acc", ("jacobian", ""), ("none", ""), +1, "higher"),
+           _vs("worst-case accuracy: adversarial vs none", "worst_acc", ("adversarial", ""), ("none", ""), +1, "higher"),
+           _vs("worst-case accuracy: Jacobian vs none", "worst_acc", ("jacobian", ""), ("none", ""), +1, "higher"),
            _vs("boundary distance: adversarial vs none", "boundary_distance", ("adversarial", ""), ("none", ""), +1,
                "larger"),
            _vs("boundary distance: Jacobian vs none", "boundary_distance", ("jacobian", ""), ("none", ""), +1,

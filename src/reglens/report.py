@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from reglens import analyses, measures, stats
-from reglens.report_trust import replication_section, table_html as _table, trust_section
+from reglens.report_trust import masking_section, replication_section, table_html as _table, trust_section
 from reglens.dissect import COUNTING
 from reglens.io import atomic_path, read_csv
 from reglens.layout import cell_path
@@ -26,10 +26,14 @@ def _img(path: Path) -> str:
 
 
 def _distrust(row) -> str:
-    """A scorecard row's meta-evaluation flag, as a caveat after its finding."""
-    if bool(getattr(row, "trusted", True)):
-        return ""
-    return f" [but this measure cannot answer here: {html.escape(str(row.trust_reason))}]"
+    """A scorecard row's meta-evaluation flag and its gradient-masking count, as caveats after its finding."""
+    out = ""
+    if not bool(getattr(row, "trusted", True)):
+        out += f" [but this measure cannot answer here: {html.escape(str(row.trust_reason))}]"
+    if int(getattr(row, "masking_flagged", 0) or 0):
+        out += (f" [gradient masking suspected in {int(row.masking_flagged)} of {int(row.masking_cells)} cells of "
+                f"{html.escape(str(row.reg))} and {html.escape(str(row.baseline))}]")
+    return out
 
 
 def findings(card: pd.DataFrame, alpha: float = 0.05) -> list[str]:
@@ -141,11 +145,13 @@ SECTIONS = [
      "and the learning curves with the generalization gap (test minus training loss; smaller: less overfitting).",
      ["test_acc", "train_seconds", "learning_curves", "gap_final"]),
     ("robustness", "Robustness and decision boundaries",
-     "Accuracy under FGSM and PGD as the L∞ budget grows (higher is more robust); the total variation of the "
+     "Robust accuracy as the per-point worst case over the attack set (APGD-CE, APGD-T and Square, as AutoAttack) "
+     "under L∞ and L2 budgets first, then accuracy under FGSM and PGD as the L∞ budget grows (higher is more "
+     "robust; per cell: each attack's curve, and PGD against its steps and restarts); the total variation of the "
      "predicted class over 2-D planes through test images (lower: smoother decision regions) and the distance to "
      "the nearest boundary along adversarial planes (higher: farther); for the 2-D toy study, the decision "
      "regions over the whole plane, exactly (per cell, an animation over epochs).",
-     ["robustness_curves", "regions_*", "tv_*", "boundary_*"]),
+     ["worst_case_curves", "robustness_curves", "regions_*", "tv_*", "boundary_*"]),
     ("calibration", "Calibration",
      "Expected calibration error and negative log-likelihood on the test set (lower is better calibrated).",
      ["ece", "nll"]),
@@ -339,7 +345,9 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
     seeds_short = seeds_sentence(summary, warn=False)
     sig = comparisons[(comparisons.p_holm < 0.05) & (comparisons.test == "ok")].sort_values(["study", "arch", "stage", "p_holm"])
     figures = sorted(figures_dir.glob("*.png"))
-    by_section = {sid: [p for p in figures if _section_of(p.stem) == sid] for sid, *_ in SECTIONS}
+    by_section = {sid: sorted((p for p in figures if _section_of(p.stem) == sid),  # in the patterns' order
+                              key=lambda p, pats=pats: next(i for i, pat in enumerate(pats) if fnmatch.fnmatch(p.stem, pat)))
+                  for sid, _, _, pats in SECTIONS}
     others = [p for p in figures if _section_of(p.stem) is None and p.stem != "scorecard"]
     directions = "".join(f"<li><b>{html.escape(m.label)}</b> ({m.group}, {'higher' if m.better > 0 else 'lower'} is "
                          f"better): {html.escape(m.text)}</li>" for m in analyses.scorecard()
@@ -385,6 +393,8 @@ def build(tables_dir, figures_dir, config: dict, out_path) -> None:
             parts.append(groups_note(tables_dir))
         if sid == "shortcut":
             parts.append(shortcut_section(tables_dir))
+        if sid == "robustness":
+            parts.append(masking_section(tables_dir))
         if sid == "agreement":
             parts.append("<ul>" + "".join(f"<li>{s}</li>" for s in agreement_sentences(agree)) + "</ul>")
         parts += [f"<h3>{html.escape(p.stem.replace('_', ' '))}</h3>{_img(p)}" for p in by_section[sid]]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reglens import meta_consistency, metaeval, replication, stats
+from reglens import meta_consistency, metaeval, replication, stats, worstcase
 from reglens.io import read_csv
 
 
@@ -97,3 +97,25 @@ def replication_section(tables_dir: Path) -> str:
                "[95% t-interval], beside the published value at the same weight.</p><div class='scroll'>"
                + table_html(swept, "{:.3g}") + "</div>" if len(swept) else "")
             + f"<h3>Settings</h3><ul>{settings}</ul><h3>Not run here</h3><ul>{not_run}</ul>")
+
+
+def masking_section(tables_dir: Path) -> str:
+    """The gradient-masking checks (reglens.worstcase) per cell: how many cells each check flags, and
+    every flagged cell with what was found."""
+    path = Path(tables_dir) / "masking.csv"
+    table = read_csv(path) if path.exists() else pd.DataFrame()
+    if table.empty:
+        return ""
+    cells = ["study", "arch", "reg", "seed"]
+    table["passed"] = table.passed.astype(bool)
+    flagged = table.groupby(cells).passed.all().eq(False)
+    counts = table.groupby("check").passed.agg(failed=lambda p: int((~p).sum()), cells="size").reset_index()
+    counts.insert(1, "meaning", counts.check.map(worstcase.CHECKS))
+    bad = table[~table.passed][cells + ["check", "detail"]]
+    return ("<h3>Gradient masking</h3><p class='caption'>Carlini et al.'s (2019) checks on every cell's curves: "
+            "accuracy must not rise with the budget, with PGD's steps or its restarts; must fall near 0 at an eps "
+            "covering the pixel range; and neither the black-box Square attack nor one-step FGSM may beat the "
+            f"iterative white-box attacks. <b>{int(flagged.sum())} of {len(flagged)} cells</b> fail a check: their "
+            "robustness may be the attack's failure, not the model's strength (marked † on the scorecard and "
+            "counted after each robustness finding).</p>" + table_html(counts)
+            + ("<div class='scroll'>" + table_html(bad) + "</div>" if len(bad) else ""))

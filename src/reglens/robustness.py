@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from reglens.attacks import fgsm, loss_grad, pgd
 from reglens.regularizers.spectral import as_matrix
+from reglens.worstcase import ITERATIONS_DEFAULTS, MASKING_DEFAULTS, WORST_CASE_DEFAULTS
 
 
 # ---------------------------------------------------------------- robustness curves
@@ -226,10 +227,18 @@ ROBUSTNESS_DEFAULTS = {
     "alpha_factor": 2.5, "random_start": True,
     "boundary": {"images": 40, "resolution": 41, "span": 2.0},  # 40 images: 80 planes (docs/robustness.md)
     "calibration_bins": 15, "near_zero": 1e-3, "pca_images": 1000,
+    "worst_case": WORST_CASE_DEFAULTS, "iterations": ITERATIONS_DEFAULTS, "masking": MASKING_DEFAULTS,
 }
 
 
 def merged_config(cfg: dict | None) -> dict:
     out = {**ROBUSTNESS_DEFAULTS, **(cfg or {})}
-    out["boundary"] = {**ROBUSTNESS_DEFAULTS["boundary"], **((cfg or {}).get("boundary") or {})}
+    for key in ("boundary", "worst_case", "iterations", "masking"):
+        out[key] = {**ROBUSTNESS_DEFAULTS[key], **((cfg or {}).get(key) or {})}
     return out
+
+
+def middle_eps(eps) -> float:
+    """The middle non-zero budget of a list (the scorecard's), 0 where there is none."""
+    nonzero = sorted(float(e) for e in eps if e > 0)
+    return nonzero[(len(nonzero) - 1) // 2] if nonzero else 0.0

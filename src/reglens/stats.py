@@ -238,6 +238,23 @@ def scorecard(tidy: pd.DataFrame, card: list, baseline: str = "none", alpha: flo
                            kind="stable").reset_index(drop=True)[cols]
 
 
+def mark_masking(card: pd.DataFrame, tidy: pd.DataFrame) -> pd.DataFrame:
+    """The scorecard with, per robustness row, `masking_flagged` of `masking_cells`: the cells of the
+    regularizer and of its baseline whose gradient-masking checks failed (reglens.worstcase), so that
+    a robustness difference is read with its caveat; 0 of 0 on the other rows."""
+    flags = tidy[tidy.metric == "gradient_masking_suspected"].groupby(["study", "arch", "reg"]).value
+    flagged, cells = flags.sum(), flags.size()
+    out = card.copy()
+    robust = out.group == "robustness"
+
+    def count(table, row):
+        return sum(float(table.get((row.study, row.arch, reg), 0)) for reg in (row.reg, row.baseline))
+
+    out["masking_flagged"] = [int(count(flagged, r)) if is_robust else 0 for r, is_robust in zip(out.itertuples(), robust)]
+    out["masking_cells"] = [int(count(cells, r)) if is_robust else 0 for r, is_robust in zip(out.itertuples(), robust)]
+    return out
+
+
 def spearman_interval(rho: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Fisher-z interval of a Spearman correlation with Bonett & Wright's (2000) standard error
     sqrt((1 + rho^2 / 2) / (n - 3)); NaN for n < 4, an undefined rho, or |rho| = 1 (Fisher's z is

@@ -14,7 +14,7 @@ from reglens.io import load_torch, read_csv
 from reglens.layout import REGISTRY, cell_path
 from reglens.plots.study import (actmax_across_regularizers, agreement, explain_across_regularizers,
                                  features_across_regularizers, learning_study, metric_by_regularizer, per_method,
-                                 regions_across_regularizers, roar_study, robustness_study, scorecard,
+                                 regions_across_regularizers, roar_study, robustness_study, scorecard, worst_case_study,
                                  shortcut_detection, weights_study)
 
 # mosaics across a study's regularizers: (analysis, output, keep a cell's blob?, drawer, file stem)
@@ -114,6 +114,7 @@ def study_figures(tables_dir, root, shape: dict, out_dir, cells: list[dict], wor
                        if m.startswith("dissect_group_agreement@") else None,
                        tmp / "dissect_group_agreement_by_layer", "group concept agreement", formats=fmt)
     for table, draw, stem in (("roar_curves", roar_study, "roar_curves"), ("attacks", robustness_study, "robustness_curves"),
+                              ("worst_case", worst_case_study, "worst_case_curves"),
                               ("history", learning_study, "learning_curves"), ("weight_hist", weights_study, "weights")):
         stacked = read_csv(tables_dir / f"{table}.csv")
         if len(stacked):

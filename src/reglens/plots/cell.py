@@ -31,6 +31,33 @@ def attack_curves(attacks: pd.DataFrame, path, title: str = "") -> None:
     save(fig, path)
 
 
+def worst_case_curves(rows: pd.DataFrame, path, title: str = "") -> None:
+    """Per norm: the per-point worst case over the attack set (bold) and each attack's accuracy."""
+    norms = sorted(rows.norm.unique())
+    fig, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 3.5), squeeze=False)
+    for ax, norm in zip(axes.flat, norms):
+        for attack, group in rows[rows.norm == norm].groupby("attack"):
+            worst = attack == "worst"
+            ax.plot(group.eps, group.accuracy, marker="o", lw=2.5 if worst else 1, color="black" if worst else None,
+                    label="worst case" if worst else attack.upper())
+        ax.set(xlabel=f"eps ({norm}, pixel units)", ylabel="robust accuracy", ylim=(0, 1.02), title=title)
+        ax.legend(fontsize=7)
+    save(fig, path)
+
+
+def iteration_curves(rows: pd.DataFrame, path, title: str = "") -> None:
+    """PGD accuracy at fixed eps and step size against steps and against restarts."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3), squeeze=False)
+    for ax, curve in zip(axes.flat, ("steps", "restarts")):
+        group = rows[rows.curve == curve]
+        if len(group):
+            ax.plot(group[curve], group.accuracy, marker="o")
+            ax.set_xscale("log")
+            ax.set(xlabel=f"PGD {curve} (eps {group.eps.iloc[0]:g}, alpha {group.alpha.iloc[0]:.3g})",
+                   ylabel="accuracy", ylim=(0, 1.02), title=title)
+    save(fig, path)
+
+
 def boundary_maps(maps, rows: pd.DataFrame, span: float, path, title: str = "") -> None:
     n = len(rows)
     cols = 2

@@ -151,7 +151,8 @@ def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05, formats=FORMATS) ->
     """Regularizer x measure heatmap per study x architecture: colour = paired difference from `none`
     in units of the measure's SD over the panel's cells, oriented so green is better; the number is
     the raw difference; * marks p_Holm < alpha; a measure the meta-evaluation does not trust in a
-    panel (`trusted` False, reglens.metaeval) is greyed."""
+    panel (`trusted` False, reglens.metaeval) is greyed; † marks a robustness difference where a cell of
+    the regularizer or its baseline is suspected of gradient masking (`masking_flagged`)."""
     panels = sorted(set(zip(card.study, card.arch)))
     if not panels:
         return []
@@ -178,6 +179,7 @@ def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05, formats=FORMATS) ->
                     continue
                 row = row.iloc[0]
                 text = "–" if pd.isna(row.mean_diff) else f"{row.mean_diff:+.2g}" + ("*" if bool(row.get("significant", row.p_holm < alpha)) else "")
+                text += "†" if int(row.get("masking_flagged", 0) or 0) else ""
                 ax.text(c, r, text, ha="center", va="center", fontsize=7)
         ax.set_xticks(range(len(cols)))
         if k == len(panels) - 1:
@@ -189,7 +191,8 @@ def scorecard(card: pd.DataFrame, stem, alpha: float = 0.05, formats=FORMATS) ->
         n = int(d.n_pairs.max())
         base = d.baseline.iloc[0] if "baseline" in d else "none"
         ax.set_title(f"{study} / {arch}: difference from {base} ({n} paired seed{'s' if n != 1 else ''}; "
-                     f"colour: SDs, green = better; * p_Holm < {alpha}; blank: not measured; grey: cannot answer here)", fontsize=8)
+                     f"colour: SDs, green = better; * p_Holm < {alpha}; † gradient masking suspected; blank: not measured; "
+                     "grey: cannot answer here)", fontsize=8)
     return save_both(fig, stem, formats)
 
 
@@ -251,6 +254,16 @@ def robustness_study(attacks: pd.DataFrame, stem, formats=FORMATS) -> list[str]:
     runs = int(d.groupby(["arch", "reg", "attack", "eps"]).size().min())
     g = _lines_with_runs(d, "eps", "accuracy", "arch", "attack", f"eps ({d.norm.iloc[0]}, pixel units)", "accuracy",
                          runs, stem)
+    return save_both(g.figure, stem, formats)
+
+
+def worst_case_study(rows: pd.DataFrame, stem, formats=FORMATS) -> list[str]:
+    """The per-point worst case over the attack set per eps: a panel per norm, a row per arch."""
+    d = rows[rows.attack == "worst"]
+    runs = int(d.groupby(["arch", "reg", "norm", "eps"]).size().min())
+    g = _lines_with_runs(d, "eps", "accuracy", "arch", "norm", "eps (pixel units)", "worst-case robust accuracy",
+                         runs, stem)
+    g.set(ylim=(0, 1.02))
     return save_both(g.figure, stem, formats)
 
 

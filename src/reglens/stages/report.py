@@ -50,7 +50,7 @@ def run_aggregate(root, shape: dict, cells: list[dict], out: dict, headline: dic
     meta = metaeval.metaeval(trained, card, scores)
     write_csv(out["metaeval"], meta)
     write_csv(out["controls"], metaeval.control_check(metaeval.method_values(trained, card), card))
-    scores = metaeval.mark_trust(scores, meta)
+    scores = stats.mark_masking(metaeval.mark_trust(scores, meta), trained)
     write_csv(out["scorecard"], scores)
     write_csv(out["headline"], scores[(scores.study == headline["study"]) & (scores.arch == headline["arch"])
                                       & (scores.reg == headline["reg"]) & (scores.measure == headline["measure"])]
