@@ -115,7 +115,7 @@ def masking_section(tables_dir: Path) -> str:
     return ("<h3>Gradient masking</h3><p class='caption'>Carlini et al.'s (2019) checks on every cell's curves: "
             "accuracy must not rise with the budget, with PGD's steps or its restarts; must fall near 0 at an eps "
             "covering the pixel range; and neither the black-box Square attack nor one-step FGSM may beat the "
-            f"iterative white-box attacks. <b>{int(flagged.sum())} of {len(flagged)} cells</b> fail a check: their "
-            "robustness may be the attack's failure, not the model's strength (marked † on the scorecard and "
-            "counted after each robustness finding).</p>" + table_html(counts)
+            f"iterative white-box attacks. <b>{int(flagged.sum())} of {len(flagged)} cells</b> fail a check"
+            + (": their robustness may be the attack's failure, not the model's strength (marked † on the scorecard "
+               "and counted after each robustness finding)." if flagged.any() else ".") + "</p>" + table_html(counts)
             + ("<div class='scroll'>" + table_html(bad) + "</div>" if len(bad) else ""))

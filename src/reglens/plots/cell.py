@@ -53,6 +53,8 @@ def iteration_curves(rows: pd.DataFrame, path, title: str = "") -> None:
         if len(group):
             ax.plot(group[curve], group.accuracy, marker="o")
             ax.set_xscale("log")
+            ax.minorticks_off()
+            ax.set_xticks(list(group[curve]), [str(v) for v in group[curve]])
             ax.set(xlabel=f"PGD {curve} (eps {group.eps.iloc[0]:g}, alpha {group.alpha.iloc[0]:.3g})",
                    ylabel="accuracy", ylim=(0, 1.02), title=title)
     save(fig, path)

@@ -220,13 +220,15 @@ def agreement(table: pd.DataFrame, stem_prefix, formats=FORMATS) -> list[str]:
     return made
 
 
-def _lines_with_runs(d: pd.DataFrame, x: str, y: str, col: str, row: str, xlabel: str, ylabel: str, runs: int, stem):
+def _lines_with_runs(d: pd.DataFrame, x: str, y: str, col: str, row: str, xlabel: str, ylabel: str, runs: int, stem,
+                     sharex: bool = True):
     """Mean line per regularizer (bootstrap 95% band only with 3+ runs per point) and every run as a point."""
     sns = _seaborn()
     order = _reg_order(d.reg)
     palette = dict(zip(order, sns.color_palette("tab10", len(order))))
     g = sns.relplot(d, x=x, y=y, hue="reg", hue_order=order, palette=palette, col=col, row=row, kind="line",
-                    errorbar=("ci", 95) if runs >= 3 else None, height=2.6, aspect=1.1)
+                    errorbar=("ci", 95) if runs >= 3 else None, height=2.6, aspect=1.1,
+                    facet_kws={"sharex": sharex})
     g.map_dataframe(sns.scatterplot, x=x, y=y, hue="reg", hue_order=order, palette=palette, s=10, alpha=0.5,
                     legend=False)
     g.set_axis_labels(xlabel, ylabel)
@@ -258,11 +260,11 @@ def robustness_study(attacks: pd.DataFrame, stem, formats=FORMATS) -> list[str]:
 
 
 def worst_case_study(rows: pd.DataFrame, stem, formats=FORMATS) -> list[str]:
-    """The per-point worst case over the attack set per eps: a panel per norm, a row per arch."""
-    d = rows[rows.attack == "worst"]
-    runs = int(d.groupby(["arch", "reg", "norm", "eps"]).size().min())
-    g = _lines_with_runs(d, "eps", "accuracy", "arch", "norm", "eps (pixel units)", "worst-case robust accuracy",
-                         runs, stem)
+    """The per-point worst case over the attack set per eps: a column per study / arch, a row per norm."""
+    d = rows[rows.attack == "worst"].assign(panel=lambda f: f.study + " / " + f.arch)
+    runs = int(d.groupby(["panel", "reg", "norm", "eps"]).size().min())
+    g = _lines_with_runs(d, "eps", "accuracy", "panel", "norm", "eps (pixel units)", "worst-case robust accuracy",
+                         runs, stem, sharex=False)
     g.set(ylim=(0, 1.02))
     return save_both(g.figure, stem, formats)
 
