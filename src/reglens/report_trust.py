@@ -113,7 +113,7 @@ def masking_section(tables_dir: Path) -> str:
     counts.insert(1, "meaning", counts.check.map(worstcase.CHECKS))
     bad = table[~table.passed][cells + ["check", "detail"]]
     return ("<h3>Gradient masking</h3><p class='caption'>Carlini et al.'s (2019) checks on every cell's curves: "
-            "accuracy must not rise with the budget, with PGD's steps or its restarts; must fall near 0 at an eps "
+            "accuracy must not rise with the budget or with PGD's steps; must fall near 0 at an eps "
             "covering the pixel range; and neither the black-box Square attack nor one-step FGSM may beat the "
             f"iterative white-box attacks. <b>{int(flagged.sum())} of {len(flagged)} cells</b> fail a check"
             + (": their robustness may be the attack's failure, not the model's strength (marked † on the scorecard "
