@@ -11,7 +11,8 @@ from conftest import REPO
 SRC = REPO / "src" / "reglens"
 BASE = {"reglens", "reglens.io", "reglens.device", "reglens.layout"}
 REPORTING = {"reglens.aggregate", "reglens.analyses", "reglens.report", "reglens.report_trust", "reglens.readme"}
-TOP = {"reglens.config", "reglens.configdoc", "reglens.__main__", "reglens.cli", "reglens.plan", "reglens.status"}
+TOP = {"reglens.config", "reglens.configdoc", "reglens.__main__", "reglens.cli", "reglens.plan", "reglens.status",
+       "reglens.cluster"}
 
 
 def module_name(path: Path) -> str:

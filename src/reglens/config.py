@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from reglens import (actmax, attribution, concepts, data, dissect, layout, meta_consistency, models, regularizers,
+from reglens import (actmax, attribution, cluster, concepts, data, dissect, layout, meta_consistency, models, regularizers,
                      replication, roar, robustness, shortcut)
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
@@ -204,7 +204,7 @@ def _check_names(cfg: dict) -> None:
 # it; schema() shows it as the schema's `default:` keys, and config/README.md is generated from those.
 DEFAULTS = {
     "device": "auto", "torch_threads": 1, "retries": 2, "partial": False, "headline": None, "replicate": {},
-    "figures": {"svg": True}, "gpu_sharing": {"archs": []},
+    "figures": {"svg": True}, "gpu_sharing": {"archs": []}, "cluster": cluster.CLUSTER_DEFAULTS,
     "data": {"root": "resources", "offline_dir": None, "clusters2d": clusters2d.CLUSTERS2D_DEFAULTS},
     "robustness": robustness.ROBUSTNESS_DEFAULTS, "explain": attribution.EXPLAIN_DEFAULTS,
     "actmax": actmax.ACTMAX_DEFAULTS, "roar": roar.ROAR_DEFAULTS, "road": roar.ROAD_DEFAULTS,

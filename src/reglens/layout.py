@@ -49,6 +49,11 @@ def cell_path(cell: dict) -> str:
     return CELL_PATH.format(**{key: cell[key] for key in ("study", "arch", "reg", "seed")})
 
 
+def cell_target() -> str:
+    """The wildcard pattern of the file that stands for every step of one cell (the `cell` rule)."""
+    return f"{CELL_DIR}/done.json"
+
+
 def seed_folder(seed: int) -> str:
     """The last part of a cell's path."""
     return CELL_PATH.rsplit("/", 1)[1].format(seed=seed)
