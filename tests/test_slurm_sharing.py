@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def test_small_cells_share_the_gpu_concurrently_and_rebuild_alone(cluster, tmp_path):
-    shared = {**TINY, "gpu_sharing": {"archs": ["lenet"]},
+    shared = {**TINY, "gpu_sharing": {"archs": ["lenet"]}, "cluster": {"shards": True},
               "studies": {"shared": {**TINY["studies"]["tiny"], "archs": ["lenet"], "seeds": [0, 1],
                                      "train": {"epochs": 6, "lr": 0.05, "batch_size": 64}}}}
     (tmp_path / "shared.yaml").write_text(yaml.safe_dump(shared))

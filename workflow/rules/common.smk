@@ -1,7 +1,9 @@
 # Config loading and validation, the grid of cells, target, input and param functions.
+import time
 from pathlib import Path
 
 from reglens import analyses as reglens_analyses  # registers every per-cell analysis
+from reglens import cluster as reglens_cluster
 from reglens import config as reglens_config
 from reglens import grid as reglens_grid
 from reglens import data as reglens_data
@@ -28,14 +30,13 @@ except reglens_config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 config["device"] = CFG["device"]  # read by the scripts, not a param: moving to a GPU reruns nothing
 config["torch_threads"] = CFG["torch_threads"]  # likewise; the same on SLURM and locally
-# Only the checkpointed rules (train, roar_retrain) are retried (config `retries`): a job that hit its
-# time limit resumes, with more time; any other rule's failure is deterministic. (The executor is not
-# known while the Snakefile is read, so this holds for local runs too, resuming from the checkpoint.)
+# Only the checkpointed rules (train, roar_retrain) are retried (config `retries`), and only when the
+# failure was not their own (workflow/rules/cluster.smk): a job SLURM ended resumes from its checkpoint.
 # Only the main process retries: inside a SLURM job Snakemake reads this file again, and retrying
 # there too would run a failing job retries x retries times.
 RESUMABLE_RETRIES = CFG["retries"] if workflow.is_main_process else 0
-# Cells of the config's gpu_sharing.archs train by rule train_shared, the others by train; on SLURM the
-# profile has train_shared jobs ask for a GPU shard, so that several share one GPU concurrently.
+# Cells of the config's gpu_sharing.archs train by rule train_shared, the others by train; on SLURM with
+# cluster.shards, train_shared jobs ask for a GPU shard, so that several share one GPU concurrently.
 SHARED_ARCHS = sorted(CFG["gpu_sharing"]["archs"])
 OWN_GPU_ARCHS = sorted(set(reglens_models.MODELS) - set(SHARED_ARCHS))
 
@@ -172,6 +173,44 @@ def analysis_outputs(name):
 def analysis_log(name):
     """A per-cell job's log."""
     return reglens_layout.cell_log(name)
+
+
+RUN_STARTED = time.time()
+SLURM_KEYS = ("cpus_per_task", "mem_mb", "runtime", "gpu", "gpu_model", "gres")
+
+
+def on_slurm():
+    return workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm"
+
+
+def slurm_log_folder(rule, wildcards):
+    """Where the SLURM plugin keeps a job's logs (profile slurm-logdir, one folder per rule and wildcards)."""
+    logdir = getattr(workflow.executor_settings, "logdir", None) or "logs/slurm"
+    return Path(logdir) / f"rule_{rule}" / "_".join(str(value) for value in wildcards).replace("/", "_")
+
+
+def partition_limit():
+    """The configured max_runtime, or on SLURM the MaxTime of the profile's partition (its default one)."""
+    if CFG["cluster"]["max_runtime"] is not None or not on_slurm():
+        return CFG["cluster"]["max_runtime"]
+    defaults = workflow.resource_settings.default_resources
+    named = dict(arg.split("=", 1) for arg in (defaults.args if defaults else []) if "=" in arg)
+    partition = named.get("slurm_partition")
+    return reglens_cluster.scontrol_limit(partition.strip("'\"") if partition else None)
+
+
+def slurm_resources(rule, packed=False):
+    """A rule's SLURM requests (reglens.cluster.requests): one function per key (None: not asked);
+    a packed rule also takes one `cell_steps`, which the profile limits to 1 per packed job."""
+
+    def ask(key):
+        def request(wildcards):
+            cell = reglens_cluster.cell_of(CFG, dict(wildcards.items()))
+            timeouts = reglens_cluster.timeouts(slurm_log_folder(rule, wildcards)) if on_slurm() else 0
+            return reglens_cluster.requests(CFG, rule, cell, timeouts, partition_limit()).get(key)
+        return request
+
+    return {**{key: ask(key) for key in SLURM_KEYS}, **({"cell_steps": 1} if packed else {})}
 
 
 # Helpers of the stage rules (rule files hold rules only).

@@ -29,6 +29,8 @@ rule prepare_data:
         options=lambda wildcards: canonical(CFG["data"].get(wildcards.dataset, {})),  # the toy dataset's settings
     log:
         "logs/prepare_data/{dataset}.log",
+    resources:
+        **slurm_resources("prepare_data"),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -46,6 +48,8 @@ rule plant_shortcut:
         study=one_of(SHORTCUT_STUDIES),
     log:
         "logs/plant_shortcut/{study}.log",
+    resources:
+        **slurm_resources("plant_shortcut"),
     conda:
         "../envs/reglens.yaml"
     script:

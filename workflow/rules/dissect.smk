@@ -34,6 +34,8 @@ rule decode_broden:
     log:
         "logs/decode_broden.log",
     threads: 4
+    resources:
+        **slurm_resources("decode_broden"),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -52,6 +54,8 @@ rule dissect:
     log:
         analysis_log("dissect"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("dissect", packed=True),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -72,6 +76,8 @@ rule net2vec:
     log:
         analysis_log("net2vec"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("net2vec", packed=True),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -89,6 +95,8 @@ rule lesion:
     log:
         analysis_log("lesion"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("lesion", packed=True),
     conda:
         "../envs/reglens.yaml"
     script:

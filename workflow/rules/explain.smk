@@ -10,6 +10,8 @@ rule explain:
     log:
         analysis_log("explain"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("explain", packed=True),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -27,6 +29,8 @@ rule actmax:
     log:
         analysis_log("actmax"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("actmax", packed=True),
     conda:
         "../envs/reglens.yaml"
     script:

@@ -11,6 +11,8 @@ rule meta_consistency:
     log:
         analysis_log("meta_consistency"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("meta_consistency"),
     conda:
         "../envs/reglens.yaml"
     script:

@@ -22,6 +22,8 @@ rule roar_rank:
     log:
         reglens_layout.cell_log("roar_rank", "method"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("roar_rank"),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -39,6 +41,8 @@ rule roar_baseline:
     log:
         "logs/roar_baseline/{study}/{learner}.log",
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("roar_baseline"),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -58,6 +62,8 @@ rule roar_retrain:
         reglens_layout.cell_log("roar_retrain", "method"),
     threads: config["torch_threads"]
     retries: RESUMABLE_RETRIES
+    resources:
+        **slurm_resources("roar_retrain"),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -90,6 +96,8 @@ rule road:
     log:
         analysis_log("road"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("road"),
     conda:
         "../envs/reglens.yaml"
     script:

@@ -10,6 +10,8 @@ rule attack:
     log:
         analysis_log("attack"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("attack", packed=True),
     conda:
         "../envs/reglens.yaml"
     script:
@@ -27,6 +29,8 @@ rule diagnose:
     log:
         analysis_log("diagnose"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("diagnose", packed=True),
     conda:
         "../envs/reglens.yaml"
     script:

@@ -16,6 +16,8 @@ rule shortcut:
     log:
         analysis_log("shortcut"),
     threads: config["torch_threads"]
+    resources:
+        **slurm_resources("shortcut"),
     conda:
         "../envs/reglens.yaml"
     script:

@@ -15,20 +15,22 @@ rule train:
         analysis_log("train"),
     threads: config["torch_threads"]
     retries: RESUMABLE_RETRIES
+    resources:
+        **slurm_resources("train"),
     conda:
         "../envs/reglens.yaml"
     script:
         "../scripts/train.py"
 
 
-# Small architectures (config gpu_sharing.archs): the same job; on SLURM each asks for a shard of a GPU
-# (profiles/slurm), so several train on one GPU at once.
+# Small architectures (config gpu_sharing.archs): the same job; on a SLURM site with GPU shards
+# (config cluster.shards) each asks for one shard, so several train on one GPU at once.
 use rule train as train_shared with:
     wildcard_constraints:
         study=one_of(IMAGE_STUDIES),
         arch=one_of(SHARED_ARCHS),
     resources:
-        cpus_per_task=config["torch_threads"],
+        **slurm_resources("train_shared"),
 
 
 use rule train as train_toy with:
@@ -38,6 +40,8 @@ use rule train as train_toy with:
     wildcard_constraints:
         study=one_of(POINT_STUDIES),
         arch=r"[a-z0-9_]+",
+    resources:
+        **slurm_resources("train_toy"),
 
 
 rule train_all:
