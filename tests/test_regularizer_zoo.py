@@ -230,19 +230,22 @@ def test_right_reasons_is_refused_without_a_planted_mark(digits):
 
 def test_right_reasons_removes_the_planted_decoy_reliance(marked_blob):
     # the planted truth: every training digit carries its class's decoy, so the plain model follows it
-    # (a wrong class's mark costs accuracy); penalizing gradients on the mark removes most of that cost
+    # (a wrong class's mark costs accuracy); penalizing gradients on the mark removes most of that cost.
+    # One seed's reliance varies by about 0.04, so the claim is read on the mean of three paired seeds.
     d = data.from_blob(marked_blob)
-    result = {}
-    for name, variant in {"none": [], "rrr": [{"kind": "rrr", "weight": 10.0}]}.items():
-        model = train(d, "simplecnn", regularizers.build(name, {name: variant}),
-                      {"optimizer": "adam", "lr": 0.003, "epochs": 6, "batch_size": 64}, {"width": 0.5},
-                      seed=0, device="cpu").model.eval()
-        with torch.no_grad():
-            pred = [model(data.to_float(marked_blob[k])).argmax(1) for k in ("x_test", "x_test_flipped")]
-        result[name] = shortcut.reliance(*pred, marked_blob["y_test"], marked_blob["mark_test_flipped"])
-    assert result["none"]["reliance"] > 0.08
-    assert result["rrr"]["reliance"] < result["none"]["reliance"] / 3
-    assert result["rrr"]["acc_flipped"] > result["none"]["acc_flipped"] + 0.08
+    result = {"none": [], "rrr": []}
+    for seed in (0, 1, 2):
+        for name, variant in {"none": [], "rrr": [{"kind": "rrr", "weight": 10.0}]}.items():
+            model = train(d, "simplecnn", regularizers.build(name, {name: variant}),
+                          {"optimizer": "adam", "lr": 0.003, "epochs": 6, "batch_size": 64}, {"width": 0.5},
+                          seed=seed, device="cpu").model.eval()
+            with torch.no_grad():
+                pred = [model(data.to_float(marked_blob[k])).argmax(1) for k in ("x_test", "x_test_flipped")]
+            result[name].append(shortcut.reliance(*pred, marked_blob["y_test"], marked_blob["mark_test_flipped"]))
+    mean = {name: {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]} for name, runs in result.items()}
+    assert mean["none"]["reliance"] > 0.08
+    assert mean["rrr"]["reliance"] < mean["none"]["reliance"] / 3
+    assert mean["rrr"]["acc_flipped"] > mean["none"]["acc_flipped"] + 0.08
 
 
 @pytest.mark.parametrize("kind", sorted(set(regularizers.KINDS) - {"jacobian_det"}))
