@@ -52,20 +52,27 @@ TINY = {
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def private_cluster(folder, site: str = "gpu-shards", maxtime: str | None = None):
+    """Start a private cluster of that site type in `folder` (tests/slurm/cluster.sh); yield the
+    environment that reaches it (SLURM_CONF at a non-default path), then stop it."""
     if os.environ.get("REGLENS_TEST_SLURM") != "1":
         pytest.skip("runs only when asked: REGLENS_TEST_SLURM=1 (set by .ci/run)")
     if shutil.which("slurmctld") is None or shutil.which("munged") is None or os.geteuid() != 0:
         pytest.skip("needs root and Debian's slurmctld, slurmd, slurm-client and munge (see .ci/run)")
-    folder = tmp_path_factory.mktemp("slurm")
-    started = subprocess.run(["bash", str(CLUSTER), "start", str(folder)], capture_output=True, text=True, timeout=120)
+    settings = {"SITE": site, **({"MAXTIME": maxtime} if maxtime else {})}
+    started = subprocess.run(["bash", str(CLUSTER), "start", str(folder)], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, **settings})
     assert started.returncode == 0, started.stderr
     env = {**os.environ, **dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)}
     try:
         yield env
     finally:
         subprocess.run(["bash", str(CLUSTER), "stop", str(folder)], timeout=60)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    yield from private_cluster(tmp_path_factory.mktemp("slurm"))
 
 
 def command(workdir, *targets, configfile="tiny.yaml"):
@@ -186,7 +193,9 @@ def test_status_lists_a_failing_cell_and_its_log(cluster, tmp_path):
     assert status.returncode == 1
     log = tmp_path / "logs" / "train" / "broken" / "simplecnn" / "none" / "seed0.log"
     assert f"FAILED broken/simplecnn/none/seed0 train: {log}" in status.stdout, status.stdout
-    assert "NonFiniteLoss" in status.stdout and f"rerun: snakemake {target}" in status.stdout
+    rerun = (f"cd {REPO} && {os.path.dirname(sys.executable)}/snakemake results/broken/simplecnn/none/seed0/done.json "
+             f"--profile slurm --snakefile {REPO}/workflow/Snakefile --directory {tmp_path} --configfile {tmp_path}/broken.yaml")
+    assert "NonFiniteLoss" in status.stdout and f"rerun: {rerun}\n" in status.stdout + "\n", status.stdout
     # `retries: 1`, but a NonFiniteLoss comes again on every attempt: one SLURM job, the rule run once in it
     attempts = sorted((tmp_path / "logs" / "slurm" / "rule_train").glob("broken_simplecnn_none_0/*.log"))
     assert len(attempts) == 1, attempts

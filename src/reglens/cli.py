@@ -44,7 +44,7 @@ def print_status(paths: list[str], root: Path) -> int:
     if not ((root / "results").is_dir() or (root / "logs").is_dir()):
         raise config.ConfigError(f"--root {root}: neither results/ nor logs/ there; give the folder a run was started "
                                  "in (the one holding results/ and logs/)")
-    rows = status.cell_status(_load(paths), root)
+    rows = status.cell_status(_load(paths), root, paths)
     print(status.render(rows))
     return 1 if any(r["state"] == "failed" for r in rows) else 0
 

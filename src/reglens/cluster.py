@@ -92,9 +92,12 @@ def dataset_mb(cfg: dict, rule: str, cell) -> float:
     return max(sizes, default=0.0)
 
 
-def requests(cfg: dict, rule: str, cell=None, timeouts: int = 0, max_runtime: int | None = None) -> dict:
+def requests(cfg: dict, rule: str, cell=None, timeouts: int = 0, max_runtime: int | None = None,
+             steps: int = 1) -> dict:
     """SLURM requests of one job: cpus_per_task, mem_mb, runtime (minutes) and the GPU ask (gpu,
-    gpu_model or gres), with `timeouts` earlier kills by its time limit."""
+    gpu_model or gres), with `timeouts` earlier kills by its time limit. A step of a packed job of
+    `steps` steps (whose runtimes Snakemake adds up) gets that share of the floor and of the cap, so
+    that the packed job asks at least the floor and never more than the partition allows."""
     c = settings(cfg)
     images = cell is None or cell.inputs == "images"
     gpu = bool(c["gpus"]) and rule in GPU_RULES and images
@@ -103,10 +106,10 @@ def requests(cfg: dict, rule: str, cell=None, timeouts: int = 0, max_runtime: in
         threads += cfg["dissect"]["workers"]
     rate = c["gpu_flops"] if gpu else c["cpu_flops"] * cfg["torch_threads"]
     minutes = math.ceil(c["runtime_margin"] * job_flops(cfg, rule, cell) / rate / 60)
-    minutes = max(int(c["runtime_floor"]), minutes) * 2 ** timeouts
+    minutes = max(math.ceil(int(c["runtime_floor"]) / steps), minutes) * 2 ** timeouts
     cap = c["max_runtime"] if c["max_runtime"] is not None else max_runtime
     if cap is not None:
-        minutes = min(minutes, int(cap))
+        minutes = min(minutes, max(1, int(cap) // steps))
     mem = c["mem_floor_mb"] + MEM_EXTRA_MB.get(rule, 0) + 3 * dataset_mb(cfg, rule, cell)
     out = {"cpus_per_task": int(threads), "mem_mb": int(math.ceil(mem / 250) * 250), "runtime": int(minutes)}
     if gpu and rule == "train_shared" and c["shards"]:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # A private single-node SLURM cluster for the tests, entirely inside one folder:
 #   cluster.sh start DIR   writes DIR/slurm.conf (own ports, state, spool, logs, PID files, munge key
-#                          and socket) and DIR/bin (the client commands, bound to that config), starts
-#                          munged, slurmctld and slurmd; prints SLURM_CONF=... and PATH=DIR/bin:...
+#                          and socket), starts munged, slurmctld and slurmd; prints SLURM_CONF=...
+#                          (a non-default path: the clients and every job find the cluster through it)
 #   cluster.sh stop DIR    stops the daemons this script started there, by the PIDs it recorded
 # It reads and writes nothing outside DIR (no /etc, no system munge) and stops nothing it did not
 # start, so a real SLURM on the same machine is left alone. Needs root (slurmd launches jobs) and
-# Debian's slurmctld, slurmd, slurm-client and munge. One stand-in GPU (gres File=/dev/null), so that
-# `--gpus=1` requests are scheduled, shared as 8 shards (gres/shard) by jobs that ask for one.
+# Debian's slurmctld, slurmd, slurm-client and munge. The site type, as in docs/cluster.md:
+#   SITE=gpu-shards (default)  one stand-in GPU (gres File=/dev/null), also cut into 8 shards
+#   SITE=gpu                   one stand-in GPU, no shard GRES (what most GPU sites have)
+#   SITE=cpu                   no GRES at all
+# MAXTIME sets the partition's MaxTime (SLURM's syntax, e.g. 8 for 8 minutes; default INFINITE).
 set -euo pipefail
 action=${1:?start or stop}
 dir=$(realpath -m "${2:?cluster folder}")
@@ -28,6 +31,13 @@ stop() {
 
 if [ "$action" = stop ]; then stop; exit 0; fi
 [ "$action" = start ] || { echo "usage: cluster.sh start|stop DIR" >&2; exit 2; }
+site=${SITE:-gpu-shards}
+case "$site" in
+  gpu-shards) gres_types="GresTypes=gpu,shard"; node_gres="Gres=gpu:1,shard:8" ;;
+  gpu) gres_types="GresTypes=gpu"; node_gres="Gres=gpu:1" ;;
+  cpu) gres_types=""; node_gres="" ;;
+  *) echo "SITE must be gpu-shards, gpu or cpu, not '$site'" >&2; exit 2 ;;
+esac
 if [ -e "$dir/slurm.conf" ] && ! grep -q '^# written by reglens tests/slurm/cluster.sh' "$dir/slurm.conf"; then
   echo "$dir/slurm.conf exists and was not written by this script: refusing to overwrite it" >&2
   exit 1
@@ -62,7 +72,7 @@ AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 MinJobAge=600
-GresTypes=gpu,shard
+$gres_types
 ReturnToService=2
 SlurmdParameters=config_overrides
 StateSaveLocation=$dir/state
@@ -71,26 +81,20 @@ SlurmctldPidFile=$dir/run/slurmctld.pid
 SlurmdPidFile=$dir/run/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-NodeName=$host CPUs=$cpus RealMemory=16000 Gres=gpu:1,shard:8 State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+NodeName=$host CPUs=$cpus RealMemory=16000 $node_gres State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=${MAXTIME:-INFINITE} State=UP
 CONF
-printf 'NodeName=%s Name=gpu File=/dev/null\nNodeName=%s Name=shard Count=8 File=/dev/null\n' "$host" "$host" \
-  > "$dir/gres.conf"
-# Client commands bound to this config: snakemake's slurm-jobstep plugin drops SLURM_CONF from the
-# environment of the srun it starts inside a job, so the config travels with the command instead.
-mkdir -p "$dir/bin"
-for client in srun sbatch squeue scancel sinfo sacct scontrol; do
-  real=$(command -v "$client") || continue
-  printf '#!/bin/sh\nSLURM_CONF=%s exec %s "$@"\n' "$dir/slurm.conf" "$real" > "$dir/bin/$client"
-  chmod +x "$dir/bin/$client"
-done
+case "$site" in
+  gpu-shards) printf 'NodeName=%s Name=gpu File=/dev/null\nNodeName=%s Name=shard Count=8 File=/dev/null\n' "$host" "$host" ;;
+  gpu) printf 'NodeName=%s Name=gpu File=/dev/null\n' "$host" ;;
+  cpu) : ;;
+esac > "$dir/gres.conf"
 export SLURM_CONF="$dir/slurm.conf"
 slurmctld -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
 for _ in $(seq 60); do
   if sinfo -h -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
     echo "SLURM_CONF=$SLURM_CONF"
-    echo "PATH=$dir/bin:$PATH"
     exit 0
   fi
   sleep 1

@@ -199,6 +199,15 @@ def partition_limit():
     return reglens_cluster.scontrol_limit(partition.strip("'\"") if partition else None)
 
 
+def packed_steps(rule, cell):
+    """How many steps of `cell` run in the one SLURM job that the profile's `groups` pack `rule` into
+    (1 when it is not packed)."""
+    groups = workflow.group_settings.overwrite_groups
+    if rule not in groups:
+        return 1
+    return sum(groups.get(name) == groups[rule] and ANALYSES[name].applies(CFG, cell) for name in ANALYSES)
+
+
 def slurm_resources(rule, packed=False):
     """A rule's SLURM requests (reglens.cluster.requests): one function per key (None: not asked);
     a packed rule also takes one `cell_steps`, which the profile limits to 1 per packed job."""
@@ -207,7 +216,8 @@ def slurm_resources(rule, packed=False):
         def request(wildcards):
             cell = reglens_cluster.cell_of(CFG, dict(wildcards.items()))
             timeouts = reglens_cluster.timeouts(slurm_log_folder(rule, wildcards)) if on_slurm() else 0
-            return reglens_cluster.requests(CFG, rule, cell, timeouts, partition_limit()).get(key)
+            steps = packed_steps(rule, cell) if packed and cell is not None else 1
+            return reglens_cluster.requests(CFG, rule, cell, timeouts, partition_limit(), steps).get(key)
         return request
 
     return {**{key: ask(key) for key in SLURM_KEYS}, **({"cell_steps": 1} if packed else {})}
