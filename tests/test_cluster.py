@@ -58,6 +58,17 @@ def test_runtime_is_flops_at_the_rate_with_floor_doubling_and_cap(demo):
     assert asked["mem_mb"] == math.ceil((demo["cluster"]["mem_floor_mb"] + 3 * tensors) / 250) * 250
 
 
+def test_steps_of_a_packed_job_share_its_floor_and_cap(demo):
+    # Snakemake adds up the runtimes of a packed job's serial steps: 7 steps of a 40-minute floor
+    # under a 30-minute partition ask ceil(40/7)=6 capped at 30//7=4 each, 28 in all
+    cell = next(c for c in grid.cells(demo) if c.inputs == "images")
+    fast = with_cluster(demo, gpu_flops=1e30, runtime_floor=40)
+    assert cluster.requests(fast, "explain", cell, steps=7)["runtime"] == 6
+    assert cluster.requests(fast, "explain", cell, max_runtime=30, steps=7)["runtime"] == 4
+    assert cluster.requests(fast, "explain", cell, max_runtime=30)["runtime"] == 30
+    assert cluster.requests(fast, "explain", cell, max_runtime=5, steps=7)["runtime"] == 1  # never 0
+
+
 def test_gpu_asks_per_site_type(demo):
     image = next(c for c in grid.cells(demo) if c.inputs == "images")
     points = next(c for c in grid.cells(demo) if c.inputs == "points")
