@@ -64,3 +64,14 @@ def file_hashes(*roots) -> dict[str, str]:
             if path.is_file():
                 out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits):
+    """A SimpleCNN trained on digits (8 epochs, seed 0), in eval mode."""
+    from reglens import regularizers
+    from reglens.train import train
+
+    none = regularizers.build("none", {"none": []})
+    return train(digits, "simplecnn", none, {"epochs": 8, "lr": 0.05, "batch_size": 64}, {"width": 0.5},
+                 seed=0, device="cpu").model.eval()

@@ -158,3 +158,21 @@ def test_every_module_is_in_the_test_map():
     for _, tests in rows:
         for name in tests.split(","):
             assert (REPO / "tests" / name.strip()).is_file(), name
+
+
+def test_tests_mirror_the_package():
+    """tests/<path>/test_<module>[_<aspect>].py for src/reglens/<path>/<module>.py (or the package's own
+    name); tests/workflow/ holds the Snakemake runs; test file names are unique (pytest imports by name)."""
+    tests = REPO / "tests"
+    files = [p for p in tests.rglob("test_*.py") if "references" not in p.parts]
+    assert len({p.name for p in files}) == len(files), sorted(p.name for p in files)
+    for path in files:
+        folder = path.parent.relative_to(tests)
+        if folder.parts[:1] == ("workflow",):
+            continue
+        package = SRC / folder
+        assert package.is_dir(), f"{path.relative_to(REPO)}: no package src/reglens/{folder}"
+        names = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")} | {package.name}
+        stem = path.stem.removeprefix("test_")
+        assert any(stem == n or stem.startswith(n + "_") for n in names), (
+            f"{path.relative_to(REPO)} names no module of src/reglens/{folder}")

@@ -3,7 +3,7 @@
 `cluster.gpus: false`, and its missing job accounting refused before anything is submitted; a GPU site
 without shards, where a shard request is refused, shown failed by `status` (exit 1), and the printed
 rerun command, run as printed once the config is fixed, builds every step of the cell within the
-partition's MaxTime. (The GPU site with shards: tests/test_slurm_sharing.py.)"""
+partition's MaxTime. (The GPU site with shards: tests/workflow/test_slurm_sharing.py.)"""
 import json
 import re
 import subprocess

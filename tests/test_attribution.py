@@ -1,4 +1,4 @@
-"""Attribution methods, their summary metrics and activation maximization."""
+"""Attribution methods and their summary metrics."""
 import warnings
 
 import numpy as np
@@ -6,17 +6,9 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from reglens import actmax, attribution, models, regularizers
-from reglens.train import train
+from reglens import attribution, models
 
 warnings.filterwarnings("ignore", category=UserWarning, module="captum")
-NONE = regularizers.build("none", {"none": []})
-
-
-@pytest.fixture(scope="module")
-def digits_model(digits):
-    return train(digits, "simplecnn", NONE, {"epochs": 8, "lr": 0.05, "batch_size": 64}, {"width": 0.5},
-                 seed=0, device="cpu").model.eval()
 
 
 @pytest.mark.parametrize("arch", ["simplecnn", "lenet", "resnet18", "vgg19"])
@@ -170,26 +162,3 @@ def test_integrated_gradients_completeness_at_the_default_settings(digits_model,
     torch.testing.assert_close(direct, error.to(direct.dtype), atol=1e-4, rtol=1e-3)
     assert error.median() <= 0.01 and bool(((error <= 0.01) | (steps == o["ig_max_steps"])).all())
     assert steps.min() == o["ig_steps"] and steps.max() > o["ig_steps"]  # some images needed more
-
-def test_class_activation_maximization_is_classified_as_its_class(digits_model):
-    objectives = [(None, k) for k in range(10)]
-    images = actmax.maximize(digits_model, (1, 8, 8), objectives, steps=200, lr=0.1)
-    assert images.min() >= 0 and images.max() <= 1
-    with torch.no_grad():
-        predicted = digits_model(images).argmax(1)
-    assert (predicted == torch.arange(10)).float().mean() >= 0.9
-    again = actmax.maximize(digits_model, (1, 8, 8), objectives, steps=200, lr=0.1)
-    assert torch.equal(images, again)
-
-
-def test_activation_maximization_goes_well_beyond_the_data_without_saturating(digits_model, digits):
-    x = torch.cat([digits.x_train, digits.x_test]).float() / 255
-    objectives = actmax.default_objectives(digits_model, 10, 4)
-    maxima, top = actmax.dataset_maxima(digits_model, x, objectives)
-    assert torch.allclose(maxima, actmax.objective_values(digits_model, x, objectives).max(0).values)
-    images = actmax.maximize(digits_model, (1, 8, 8), objectives, scale=maxima, starts=top)
-    with torch.no_grad():
-        reached = actmax.objective_values(digits_model, images, objectives, torch.arange(len(objectives)))
-    ratio = reached / maxima
-    assert ratio.median() >= 1.5 and ratio.min() >= 1.0  # every objective beyond the data, most far beyond
-    assert actmax.saturation(images) <= actmax.saturation(x) + 0.1  # no more saturated than the data itself

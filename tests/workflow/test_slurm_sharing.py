@@ -1,7 +1,7 @@
 """Small cells sharing one GPU on the real single-node test SLURM cluster (its stand-in GPU cut into 8
 shards): rule train_shared's cells run as concurrent jobs, each asking for a shard; each cell's numbers
 are those of training it alone; one is rebuilt alone. A file of its own, so that pytest-xdist runs it
-beside tests/test_slurm.py (each file starts its own private cluster)."""
+beside tests/workflow/test_slurm.py (each file starts its own private cluster)."""
 import json
 import re
 import subprocess
