@@ -75,3 +75,13 @@ def digits_model(digits):
     none = regularizers.build("none", {"none": []})
     return train(digits, "simplecnn", none, {"epochs": 8, "lr": 0.05, "batch_size": 64}, {"width": 0.5},
                  seed=0, device="cpu").model.eval()
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory):
+    """A 48-image synthetic Broden (16-pixel masks) and what was written into it."""
+    from reglens.data.synthetic_broden import write_broden
+
+    root = tmp_path_factory.mktemp("broden") / "small"
+    info = write_broden(root, n_images=48, seg_size=16, scale=2, seed=3)
+    return root, info
