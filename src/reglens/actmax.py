@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 ACTMAX_DEFAULTS = {"steps": 256, "lr": 0.05, "restarts": 8, "from_data": True, "l2": 3.0, "tv": 0.0,
-                   "jitter": 0, "fourier": False, "units_per_layer": 4, "seed": 0, "reference_images": 2000}
+                   "jitter": 0, "fourier": False, "units_per_layer": 4, "units": {}, "seed": 0,
+                   "reference_images": 2000}
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -137,12 +138,34 @@ def maximize(model: nn.Module, shape: tuple[int, int, int], objectives: list[tup
         return x.view(-1, n, *shape)[best, torch.arange(n, device=device)]
 
 
-def default_objectives(model, num_classes: int, units_per_layer: int) -> list[tuple[str | None, int]]:
-    """The first `units_per_layer` channels of every named layer, then every class logit."""
-    objectives = []
+def layer_channels(model) -> dict[str, int]:
+    """Units of every named layer: the output channels of its last convolution."""
+    out = {}
     for layer in model.layer_names:
-        module = model.get_submodule(layer)
-        convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-        channels = convs[-1].out_channels
-        objectives += [(layer, c) for c in range(min(units_per_layer, channels))]
+        convs = [m for m in model.get_submodule(layer).modules() if isinstance(m, nn.Conv2d)]
+        out[layer] = convs[-1].out_channels
+    return out
+
+
+def check_units(channels: dict[str, int], units: dict[str, list[int]]) -> None:
+    """Every unit `units` chooses in a layer of this model exists (`channels`: layer_channels)."""
+    for layer, chosen in units.items():
+        for i, unit in enumerate(chosen if layer in channels else ()):
+            if not 0 <= unit < channels[layer]:
+                raise ValueError(f"actmax.units.{layer}[{i}]: unit {unit} does not exist; {layer} has "
+                                 f"{channels[layer]} units (0 to {channels[layer] - 1})")
+
+
+def default_objectives(model, num_classes: int, units_per_layer: int,
+                       units: dict[str, list[int]] | None = None) -> list[tuple[str | None, int]]:
+    """For each named layer the units `units` chooses in it ({layer: [unit, ...]}; a layer this model
+    lacks is left to the models that have it), else its first `units_per_layer` channels; then every
+    class logit. A chosen unit beyond its layer's channels is refused, naming it."""
+    channels = layer_channels(model)
+    units = units or {}
+    check_units(channels, units)
+    objectives = []
+    for layer, n in channels.items():
+        picked = units[layer] if layer in units else range(min(units_per_layer, n))
+        objectives += [(layer, int(c)) for c in dict.fromkeys(picked)]
     return objectives + [(None, k) for k in range(num_classes)]

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import jsonschema
+import torch
 import yaml
 
 from reglens import (actmax, attribution, cluster, concepts, data, dissect, layout, meta_consistency, models, regularizers,
@@ -340,7 +341,31 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     _check_roar(cfg)
     _check_replicate(cfg)
     _check_paths(cfg)
+    _check_actmax_units(cfg)
     return cfg
+
+
+def _check_actmax_units(cfg: dict) -> None:
+    """`actmax.units` names layers some architecture that runs activation maximization has, and units
+    each of them has (every model built on the meta device, with its study's model settings)."""
+    units, seen = cfg["actmax"]["units"], {}
+    for sname, study in cfg["studies"].items() if units else ():
+        ds = data.DATASETS[study["dataset"]]
+        if ds.inputs != "images" or (study.get("analyses") is not None and "actmax" not in study["analyses"]):
+            continue
+        for arch in study["archs"]:
+            with torch.device("meta"):
+                model = models.build(arch, ds.channels, ds.size, ds.num_classes, **study["model"])
+            seen.update(channels := actmax.layer_channels(model))
+            try:
+                actmax.check_units(channels, units)
+            except ValueError as exc:
+                raise ConfigError(f"{exc.args[0]} in {arch} (studies.{sname})") from None
+    unknown = sorted(set(units) - set(seen))
+    if unknown:
+        raise ConfigError(f"actmax.units: {unknown} is no named layer of an architecture that runs activation "
+                          f"maximization; valid: {sorted(seen)}")
+
 
 
 def _check_paths(cfg: dict) -> None:

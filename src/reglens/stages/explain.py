@@ -67,14 +67,14 @@ def run_explain(model_path, dataset_path, out: dict, cfg: dict, device: str = "a
 
 
 def run_actmax(model_path, dataset_path, out: dict, cfg: dict, device: str = "auto") -> pd.DataFrame:
-    """Maximize the first units of every named layer and every class logit, each measured against its
-    maximum over `reference_images` training images: actmax.pt (images) and actmax.csv (per objective:
+    """Maximize the chosen units of every named layer (`units`, else its first `units_per_layer`) and
+    every class logit, each measured against its maximum over `reference_images` training images: actmax.pt (images) and actmax.csv (per objective:
     the dataset maximum, the value reached, their ratio, the image's saturated pixels) (`cfg`: its validated config section, every default filled by reglens.config.validate)."""
     dev = resolve_device(device)
     blob = load_checkpoint(model_path)
     model, kwargs = models.from_checkpoint(blob).to(dev), blob["kwargs"]
     data = load_dataset(dataset_path, dev)
-    objectives = actmax.default_objectives(model, kwargs["num_classes"], cfg.pop("units_per_layer"))
+    objectives = actmax.default_objectives(model, kwargs["num_classes"], cfg.pop("units_per_layer"), cfg.pop("units"))
     gen = torch.Generator(device=dev).manual_seed(cfg["seed"])
     pick = torch.randperm(len(data.y_train), generator=gen, device=dev)[:cfg.pop("reference_images")]
     maxima, top = actmax.dataset_maxima(model, datasets.to_float(data.x_train[pick]), objectives)
