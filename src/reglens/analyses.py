@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from reglens import worstcase
+from reglens import dissect, worstcase
 from reglens.io import load_torch, read_csv, read_json
 from reglens.layout import REGISTRY, Analysis, CellFigure, register
 from reglens.measures import CONTROLS, GROUPS, Measure
@@ -327,6 +327,7 @@ def _read_dissect(files) -> dict:
         out[f"dissect_detector_fraction{scope}"] = counts["detectors"] / counts["units"]
     for category, n in summary["total"]["unique_concepts_by_category"].items():
         out[f"dissect_unique_{category}_concepts"] = n
+    out["dissect_interpretability_score"] = dissect.interpretability_score(summary["layers"])
     return out
 
 
@@ -337,7 +338,10 @@ register(Analysis(
     measures=(Measure("unique_concepts", "unique concepts", "concepts", +1, r"dissect_unique_concepts",
                       "Network Dissection: distinct concepts with a detector unit"),
               Measure("detector_fraction", "detector fraction", "concepts", +1, r"dissect_detector_fraction",
-                      "Network Dissection: fraction of units that detect a concept")),
+                      "Network Dissection: fraction of units that detect a concept"),
+              Measure("interpretability_score", "interpretability score", "concepts", +1,
+                      r"dissect_interpretability_score",
+                      "Network Dissection: distinct concepts detected per layer, summed over layers (TUKL)")),
     cost=lambda c: 2 * c.body * c.broden_images))
 
 

@@ -1,9 +1,11 @@
 """Network Dissection: exact streaming quantiles, the batched tally against a per-unit NumPy
 computation, the two tally engines, resizing, and a network whose concept units are known by
 construction."""
+import json
 from collections import OrderedDict
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -126,6 +128,24 @@ def test_dissection_names_the_units_built_to_detect_concepts(known):
     per_category = sum(units[f"best_{c}_iou"].gt(0.04).groupby(units[f"best_{c}"]).any().sum()
                        for c in b.categories)
     assert summary["total"]["unique_concepts_per_category"] == per_category >= 2
+    # TUKL's score by hand: distinct detected concepts in each layer, summed (one layer here)
+    assert summary["total"]["interpretability_score"] == units[units.detector].concept.nunique() == 2
+
+
+def test_interpretability_score_sums_each_layers_distinct_concepts(tmp_path):
+    """A hand count: layer a detects red twice and stripes once (2 distinct), layer b red again and
+    grass (2): TUKL's score is 4, while the network as a whole has 3 distinct concepts."""
+    rows = [("a", "red", True), ("a", "red", True), ("a", "stripes", True), ("a", "sky", False),
+            ("b", "red", True), ("b", "grass", True), ("b", "-", False)]
+    units = pd.DataFrame([{"unit": i, "layer": layer, "concept": c, "category": "color", "detector": d,
+                           "iou": 0.1 if d else 0.0, "best_color": c, "best_color_iou": 0.1 if d else 0.0}
+                          for i, (layer, c, d) in enumerate(rows)])
+    summary = dissect.summarize(units, ["color"], {"iou_threshold": 0.04, "conventions": "reglens"})
+    assert summary["total"]["interpretability_score"] == 4 and summary["total"]["unique_concepts"] == 3
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    tidy = REGISTRY["dissect"].read({"summary": tmp_path / "summary.json"})
+    assert tidy["dissect_interpretability_score"] == 4
+    assert tidy["dissect_unique_concepts@a"] + tidy["dissect_unique_concepts@b"] == 4
 
 
 def test_run_dissect_writes_units_summary_and_figure_data(known, tmp_path):

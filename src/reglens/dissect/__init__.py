@@ -63,6 +63,8 @@ COUNTING = {
     "unique_concepts_per_category": "per category, distinct best-in-category concepts among units "
                                     "whose best-in-category IoU exceeds the threshold, summed over "
                                     "categories (a unit can count once per category)",
+    "interpretability_score": "unique_concepts of each layer, summed over layers (TUKL's Table 1 score: a "
+                              "concept detected in two layers counts twice)",
 }
 
 
@@ -231,8 +233,14 @@ def summarize(units: pd.DataFrame, categories: list[str], cfg: dict) -> dict:
             "unique_concepts_per_category_by_category": per_category,
         }
 
-    return {"counting": COUNTING, "settings": cfg, "total": counts(units),
-            "layers": {layer: counts(frame) for layer, frame in units.groupby("layer", sort=False)}}
+    layers = {layer: counts(frame) for layer, frame in units.groupby("layer", sort=False)}
+    total = {**counts(units), "interpretability_score": interpretability_score(layers)}
+    return {"counting": COUNTING, "settings": cfg, "total": total, "layers": layers}
+
+
+def interpretability_score(layers: dict[str, dict]) -> int:
+    """Distinct detected concepts per layer, summed over layers (summarize's per-layer counts)."""
+    return int(sum(counts["unique_concepts"] for counts in layers.values()))
 
 
 def figure_data(model, broden: Broden, result: dict, units: pd.DataFrame, device) -> list[dict]:
