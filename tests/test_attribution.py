@@ -162,3 +162,22 @@ def test_integrated_gradients_completeness_at_the_default_settings(digits_model,
     torch.testing.assert_close(direct, error.to(direct.dtype), atol=1e-4, rtol=1e-3)
     assert error.median() <= 0.01 and bool(((error <= 0.01) | (steps == o["ig_max_steps"])).all())
     assert steps.min() == o["ig_steps"] and steps.max() > o["ig_steps"]  # some images needed more
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.5])
+def test_occlusion_is_the_drop_when_each_window_is_set_to_the_fill(digits_model, digits, fill):
+    """Non-overlapping 2-pixel windows: each pixel's attribution is the target logit minus its value
+    with that pixel's window set to `fill` (0 black, 0.5 grey), by a direct loop."""
+    x, target = digits.x_test[:4].float() / 255, digits.y_test[:4]
+    got = attribution.attribute(digits_model, x, target, "occlusion", occlusion_window=0.25,
+                                occlusion_stride=0.25, occlusion_fill=fill)
+    expected = torch.zeros_like(x)
+    with torch.no_grad():
+        clean = digits_model(x).gather(1, target.view(-1, 1)).squeeze(1)
+        for i in range(0, 8, 2):
+            for j in range(0, 8, 2):
+                filled = x.clone()
+                filled[:, :, i:i + 2, j:j + 2] = fill
+                drop = clean - digits_model(filled).gather(1, target.view(-1, 1)).squeeze(1)
+                expected[:, :, i:i + 2, j:j + 2] = drop.view(-1, 1, 1, 1)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)

@@ -130,6 +130,11 @@ def test_canonical_params_ignore_key_order_and_number_spelling():
     assert a == b and json.dumps(a) == json.dumps(b)
     assert isinstance(a["train"]["lr"], float) and isinstance(a["train"]["epochs"], int)
     assert config.canonical([{"b": 1, "a": True}]) == [{"a": True, "b": 1}]
+    # an option added later, at the value that reproduces earlier results, leaves params as they were
+    before = {"options": {"occlusion_window": 0.25}, "steps": 3}
+    assert config.canonical({"options": {"occlusion_window": 0.25, "occlusion_fill": 0.0}, "steps": 3, "units": {}}) \
+        == config.canonical(before)
+    assert config.canonical({"options": {"occlusion_fill": 0.5}})["options"] == {"occlusion_fill": 0.5}
 
 
 def test_cli_errors_are_one_line_and_bounded(tmp_path, capsys):

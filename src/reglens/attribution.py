@@ -3,7 +3,7 @@
 Captum-backed methods plus negative controls that are not explanations (reglens.measures.CONTROLS):
 a random map, a Sobel edge map of the input, the input itself, a blurred input and a constant map.
 Every method returns a map of the input's shape; Grad-CAM's map is upsampled bilinearly and repeated
-over channels. Inputs are pixels in [0, 1]; baselines are black images (0)."""
+over channels. Inputs are pixels in [0, 1]; baselines are black images (0); occlusion fills its window with `occlusion_fill`."""
 from __future__ import annotations
 
 import copy
@@ -21,7 +21,7 @@ from reglens import perturbation
 from reglens.measures import CONTROLS
 
 DEFAULTS = {"ig_steps": 32, "ig_tolerance": 0.01, "ig_max_steps": 512, "nt_samples": 16, "nt_stdev": 0.15,
-            "occlusion_window": 0.25, "occlusion_stride": 0.125, "internal_batch_size": 256, "seed": 0,
+            "occlusion_window": 0.25, "occlusion_stride": 0.125, "occlusion_fill": 0.0, "internal_batch_size": 256, "seed": 0,
             "blur_sigma": 0.1,
             **{f"ep_{k}": v for k, v in perturbation.EP_DEFAULTS.items()},
             **{f"mp_{k}": v for k, v in perturbation.MP_DEFAULTS.items()}}
@@ -121,7 +121,8 @@ def _occlusion(model, x, target, o):
     c, h, w = x.shape[1:]
     win = max(1, round(o["occlusion_window"] * h)), max(1, round(o["occlusion_window"] * w))
     stride = max(1, round(o["occlusion_stride"] * h)), max(1, round(o["occlusion_stride"] * w))
-    return Occlusion(model).attribute(x, sliding_window_shapes=(c, *win), strides=(c, *stride), baselines=0.0,
+    return Occlusion(model).attribute(x, sliding_window_shapes=(c, *win), strides=(c, *stride),
+                                      baselines=float(o["occlusion_fill"]),
                                       target=target, perturbations_per_eval=64)
 
 

@@ -424,13 +424,19 @@ def _check_variant(name: str, variants: dict, where: str) -> None:
         raise ConfigError(f"{where}: {exc.args[0]}") from None
 
 
+# options added after results could exist: left out of params while at these values, so that an
+# upgrade reruns no finished job (a new option's default reproduces what was computed before it)
+ADDED_OPTIONS = {"occlusion_fill": 0.0, "units": {}}
+
+
 def canonical(value, defaults=None):
     """A params value in one form: mappings with sorted keys (recursively), and a whole number given
     where the default is a float (`lr: 1`) as that float, so that reordering a config or writing a
-    number another way changes no job's params."""
+    number another way changes no job's params; an added option at its old behaviour is left out."""
     if isinstance(value, dict):
         defaults = defaults if isinstance(defaults, dict) else {}
-        return {key: canonical(value[key], defaults.get(key)) for key in sorted(value)}
+        return {key: canonical(value[key], defaults.get(key)) for key in sorted(value)
+                if not (key in ADDED_OPTIONS and value[key] == ADDED_OPTIONS[key])}
     if isinstance(value, list):
         return [canonical(item) for item in value]
     if isinstance(defaults, float) and isinstance(value, int) and not isinstance(value, bool):

@@ -74,7 +74,8 @@ def run_actmax(model_path, dataset_path, out: dict, cfg: dict, device: str = "au
     blob = load_checkpoint(model_path)
     model, kwargs = models.from_checkpoint(blob).to(dev), blob["kwargs"]
     data = load_dataset(dataset_path, dev)
-    objectives = actmax.default_objectives(model, kwargs["num_classes"], cfg.pop("units_per_layer"), cfg.pop("units"))
+    chosen = cfg.pop("units", actmax.ACTMAX_DEFAULTS["units"])  # left out of params at its default (config.ADDED_OPTIONS)
+    objectives = actmax.default_objectives(model, kwargs["num_classes"], cfg.pop("units_per_layer"), chosen)
     gen = torch.Generator(device=dev).manual_seed(cfg["seed"])
     pick = torch.randperm(len(data.y_train), generator=gen, device=dev)[:cfg.pop("reference_images")]
     maxima, top = actmax.dataset_maxima(model, datasets.to_float(data.x_train[pick]), objectives)
