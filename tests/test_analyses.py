@@ -65,6 +65,7 @@ SMALL = {
     "explain": {"methods": ["saliency", "random"], "figure_images": 1, "metric_images": 4,
                 "mprt_methods": ["saliency"], "mprt_images": 2},
     "actmax": {"steps": 2, "units_per_layer": 1},
+    "embedding": {"images": 60, "perplexity": 10.0, "max_iter": 250},
     "dissect": {"enabled": False}, "road": {"enabled": False},
     "meta_consistency": {"methods": ["saliency", "random"], "images": 8, "perturbations": 1},
     "roar": {"cells": [], "methods": ["random", "saliency"]},
@@ -91,7 +92,8 @@ def test_which_cells_an_analysis_runs_on():
     cells = {cell.path: cell for cell in grid.cells(cfg)}
     names = {path: [a.name for a in layout.analyses_of(cfg, cell)] for path, cell in cells.items()}
     assert names["toy/mlp/none/seed0"] == ["train", "attack", "diagnose"]  # 2-D points: no image analyses
-    assert names["small/simplecnn/l2/seed0"] == ["train", "attack", "diagnose", "explain", "actmax", "meta_consistency"]
+    assert names["small/simplecnn/l2/seed0"] == ["train", "attack", "diagnose", "embedding", "explain", "actmax",
+                                                 "meta_consistency"]
     with_roar = config.validate({**SMALL, "roar": {**SMALL["roar"], "cells": ["small/simplecnn/none/seed0"]}})
     assert "roar" in [a.name for a in layout.analyses_of(with_roar, grid.cells(with_roar)[0])]
     assert layout.parse_cell_path("small/simplecnn/l2/seed0") == ("small", "simplecnn", "l2", 0)

@@ -163,6 +163,20 @@ register(Analysis(
     cost=_diagnose_cost))
 
 
+def _read_embedding(files) -> dict:
+    """The t-SNE map's trustworthiness and kNN accuracy, the representation's kNN accuracy, the KL."""
+    scores = read_json(files["scores"])
+    return {f"embedding_{key}": float(scores[key])
+            for key in ("trustworthiness", "knn_acc", "representation_knn_acc", "kl_divergence")}
+
+
+register(Analysis(
+    "embedding", {"map": "embedding/tsne.csv", "scores": "embedding/scores.json"}, "scores", _read_embedding,
+    inputs="images", switch="embedding",
+    figures=(_csv_figure("tsne.png", "map", draw.tsne),),
+    cost=lambda c: c.fwd * c.cfg["embedding"]["images"]))
+
+
 # ---------------------------------------------------------------- explain and activation maximization
 
 def _read_explain(files) -> dict:

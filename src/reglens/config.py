@@ -12,8 +12,8 @@ import jsonschema
 import torch
 import yaml
 
-from reglens import (actmax, attribution, cluster, concepts, data, dissect, layout, meta_consistency, models, regularizers,
-                     replication, roar, robustness, shortcut)
+from reglens import (actmax, attribution, cluster, concepts, data, dissect, embedding, layout, meta_consistency, models,
+                     regularizers, replication, roar, robustness, shortcut)
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
 from reglens.grid import ConfigError, cells, expand_roar_cells
@@ -212,7 +212,7 @@ DEFAULTS = {
     "shortcut": shortcut.MEASURE_DEFAULTS,
     "dissect": {"enabled": True, **dissect.DISSECT_DEFAULTS, "broden": dissect.BRODEN_DEFAULTS},
     "net2vec": concepts.NET2VEC_DEFAULTS, "lesion": concepts.LESION_DEFAULTS,
-    "meta_consistency": meta_consistency.META_CONSISTENCY_DEFAULTS,
+    "meta_consistency": meta_consistency.META_CONSISTENCY_DEFAULTS, "embedding": embedding.EMBEDDING_DEFAULTS,
 }
 STUDY_DEFAULTS = {"model": {}, "train": {}}  # a study's training settings: reglens.train.TRAIN_DEFAULTS, at use
 
@@ -342,6 +342,10 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     _check_replicate(cfg)
     _check_paths(cfg)
     _check_actmax_units(cfg)
+    e = cfg["embedding"]
+    if not (e["perplexity"] < e["images"] and 2 * e["neighbors"] < e["images"]):
+        raise ConfigError(f"embedding: perplexity ({e['perplexity']}) must be below images ({e['images']}) and "
+                          f"neighbors ({e['neighbors']}) below half of it")
     return cfg
 
 

@@ -76,12 +76,12 @@ AGREEMENT_MEASURES = ["worst_acc", "pgd_acc", "fgsm_acc", "gini"]
 _UNIT = [(r"((roar|kar|road)_score_.*|roar_score|kar_score|road_score|shortcut_reliance)", (-1.0, 1.0)),
          (r"(.*_acc(@.*)?|roar_leakage@.*|leakage_acc|(roar|kar)_(detector|detector_base|recovered_leakage)@.*|ece|.*fraction.*|.*_gini|gini|road_(morf|lerf)_auc_.*|"
           r"actmax_saturation|.*_above_tolerance|.*_undefined|shortcut_(acc_.*|follow|area|mass_.*|pointing_.*)|"
-          r"net2vec_.*_iou(@.*)?|dissect_group_.*|mc_.*)", (0.0, 1.0)),
+          r"net2vec_.*_iou(@.*)?|dissect_group_.*|mc_.*|embedding_(trustworthiness|knn_acc|representation_knn_acc))", (0.0, 1.0)),
          (r"lesion_.*", (-1.0, 1.0)),
          (r"(.*_mprt_(all_layers|top_layer|independent)|mprt|method_agreement_mean)", (-1.0, 1.0)),
          (r"brier", (0.0, 2.0)),
          (r"(.*_loss(@.*)?|nll|.*_entropy|.*seconds|images_per_s|dissect_.*|unique_concepts|.*_sd|tv_.*|boundary_tv|"
-          r"boundary_distance.*|weights_.*|actmax_.*|.*_steps_.*|.*_completeness_.*|roar_runs|roar_unfitted|roar_detector_unfitted|net2vec_.*)",
+          r"boundary_distance.*|weights_.*|actmax_.*|.*_steps_.*|.*_completeness_.*|roar_runs|roar_unfitted|roar_detector_unfitted|net2vec_.*|embedding_kl_divergence)",
           (0.0, math.inf))]
 
 

@@ -173,8 +173,10 @@ SECTIONS = [
      "pile weights at zero). Beyond single units: Net2Vec concept embeddings (weights over a layer's units "
      "that segment a Broden concept; held-out IoU against the best single unit, and how many units a concept "
      "needs: more is more distributed) and lesions (each class's accuracy with its most important units of the "
-     "last layer zeroed, minus with random ones: higher, more concentrated decisions).",
-     ["actmax_*", "dissect_*", "features_*", "weights_*", "net2vec_*", "lesion_*"]),
+     "last layer zeroed, minus with random ones: higher, more concentrated decisions). How the penultimate layer "
+     "arranges the classes: a t-SNE map per cell, with its trustworthiness (1: no false neighbours in the map) and "
+     "the kNN accuracy in the map (higher: classes more separated; read a map only as far as it is trustworthy).",
+     ["actmax_*", "dissect_*", "features_*", "weights_*", "net2vec_*", "lesion_*", "embedding_*"]),
     ("shortcut", "Ground truth: a planted shortcut",
      "Studies that plant a class-specific mark in their training images. Reliance: accuracy on clean test images "
      "minus accuracy with a wrong class's mark (higher: the model follows the mark; lower is better). Per attribution "

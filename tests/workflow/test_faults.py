@@ -28,6 +28,7 @@ TINY = {
     "explain": {"methods": ["saliency", "random"], "figure_images": 2, "metric_images": 4,
                 "mprt_methods": ["saliency"], "mprt_images": 2},
     "actmax": {"steps": 2, "units_per_layer": 1},
+    "embedding": {"images": 60, "perplexity": 10.0, "max_iter": 250},
     "dissect": {"enabled": False},
     "road": {"enabled": False}, "meta_consistency": {"enabled": False},
     "studies": {"tiny": {"dataset": "digits", "archs": ["simplecnn"], "regularizers": ["none", "l2"],
@@ -37,9 +38,9 @@ TINY = {
 TIMED = ("metrics.json", "history.csv", ".metrics.json.integrity", ".history.csv.integrity")
 # every per-cell file of a cell (with dissection and ROAD off): rebuilding it is the point, not redrawing
 # figures (tested in test_workflow); Snakemake does not rerun the table for inputs that are missing
-CELL_FILES = [path for analysis in layout.REGISTRY.values() if analysis.inputs != "points" and not analysis.switch
-              and not analysis.shortcut_only and not analysis.base_cells_only
-              for path in [analysis.target({"study": "tiny", "arch": "simplecnn", "reg": "l2", "seed": 0})]]
+CELL = {"study": "tiny", "dataset": "digits", "arch": "simplecnn", "reg": "l2", "seed": 0}
+CELL_FILES = [analysis.target(CELL) for analysis in layout.REGISTRY.values()
+              if analysis.applies(config.validate(TINY), CELL)]
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +101,7 @@ def test_params_hold_only_what_determines_a_cell(study):
     jobs = jobs_of(run_snakemake(study, "all", "-n"))
     assert cells_of(jobs) == {("extra", "none"), ("tiny", "l2")}
     assert sorted(rule for rule, w in jobs if w.get("study") == "tiny") == [
-        "actmax", "attack", "diagnose", "explain", "train"]
+        "actmax", "attack", "diagnose", "embedding", "explain", "train"]
 
 
 def test_damaged_dataset_stops_the_run_before_any_job_and_rebuilds_to_the_same_bytes(study):

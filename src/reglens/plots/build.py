@@ -85,6 +85,8 @@ def study_figures(tables_dir, root, shape: dict, out_dir, cells: list[dict], wor
               "dissect_unique_concepts": "unique concepts detected (one label per unit)",
               "dissect_unique_concepts_per_category": "unique concepts detected (per category, summed)",
               "dissect_detector_fraction": "fraction of units that are concept detectors",
+              "embedding_knn_acc": "kNN accuracy in the t-SNE map of the penultimate layer",
+              "embedding_trustworthiness": "trustworthiness of the t-SNE map",
               "dissect_interpretability_score": "interpretability score (unique concepts summed over layers)",
               "shortcut_reliance": "shortcut reliance (clean - flipped accuracy)",
               "dissect_group_agreement": "filters of a group sharing its concept (share)",

@@ -210,6 +210,14 @@ def pca(table: pd.DataFrame, path, title: str = "") -> None:
     save(fig, path)
 
 
+def tsne(table: pd.DataFrame, path, title: str = "") -> None:
+    fig, ax = plt.subplots(figsize=(4, 4))
+    points = ax.scatter(table.x, table.y, c=table.label, cmap="tab10", s=5)
+    ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", xticks=[], yticks=[], title=title)
+    fig.colorbar(points, ax=ax, label="class")
+    save(fig, path)
+
+
 def _image_tile(image) -> np.ndarray:
     """(C, H, W) pixels in [0, 1] -> (H, W, 3) RGB (grayscale repeated)."""
     array = np.asarray(image, dtype=float).transpose(1, 2, 0).clip(0, 1)
