@@ -142,3 +142,30 @@ def test_resumed_training_returns_every_epochs_regions(points, tmp_path):
     resumed = train(points, "mlp", regs, FAST, {}, seed=0, checkpoint=ckpt, record=record)
     assert resumed.metrics["resumed_from_epoch"] == 2 and len(resumed.records) == 3
     assert all(torch.equal(a, b) for a, b in zip(resumed.records, full.records))
+
+
+def test_first_layer_filters_are_the_first_convolution_drawn_to_scale(tmp_path):
+    from reglens.io import load_torch
+    from reglens.plots import cell as draw
+    from reglens.stages.common import save_model
+
+    torch.manual_seed(0)
+    for arch, channels in (("resnet18", 3), ("alexnet", 1)):
+        model = models.build(arch, channels, 32, 10, width=0.25)
+        save_model(model, arch, {"in_channels": channels, "input_size": 32, "num_classes": 10, "width": 0.25},
+                   tmp_path / f"{arch}.pt")
+        first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).weight.detach().double().numpy()
+        weights = robustness.first_layer_filters(load_torch(tmp_path / f"{arch}.pt", mmap=True)["state_dict"])
+        np.testing.assert_allclose(weights, first)
+        tiles = draw.filter_tiles(weights)
+        assert len(tiles) == len(first) and tiles[0].shape == (*first.shape[2:], 3)
+        for w, tile in zip(first[:4], tiles):
+            w = w if channels == 3 else np.repeat(w, 3, 0)
+            np.testing.assert_allclose(tile, 0.5 + w.transpose(1, 2, 0) / (2 * np.abs(w).max()))
+            assert tile.min() >= 0 and tile.max() <= 1 and np.isclose(max(tile.max(), 1 - tile.min()), 1)
+        draw.first_filters(weights, tmp_path / f"{arch}.png", arch)
+        assert (tmp_path / f"{arch}.png").stat().st_size > 0
+    mlp = models.build("mlp", 2, 1, 4, width=0.25, depth=1)
+    assert robustness.first_layer_filters(mlp.state_dict()) is None
+    draw.first_filters(None, tmp_path / "mlp.png")
+    assert not (tmp_path / "mlp.png").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from reglens import dissect, worstcase
+from reglens import dissect, robustness, worstcase
 from reglens.io import load_torch, read_csv, read_json
 from reglens.layout import REGISTRY, Analysis, CellFigure, register
 from reglens.measures import CONTROLS, GROUPS, Measure
@@ -42,7 +42,9 @@ register(Analysis(
     figures=(_csv_figure("learning_curves.png", "history", draw.learning_curves),
              CellFigure("regions.png", ("regions",), lambda f, p, t: draw.regions(load_torch(f["regions"]), p, t)),
              CellFigure("regions.gif", ("regions",),
-                        lambda f, p, t: draw.regions_animation(load_torch(f["regions"]), p, t))),
+                        lambda f, p, t: draw.regions_animation(load_torch(f["regions"]), p, t)),
+             CellFigure("filters.png", ("model",), lambda f, p, t: draw.first_filters(
+                 robustness.first_layer_filters(load_torch(f["model"], mmap=True)["state_dict"]), p, t))),
     measures=(Measure("test_acc", "test accuracy", "accuracy", +1, r"test_acc", "accuracy on the clean test set"),
               Measure("gap", "generalization gap", "accuracy", -1, r"gap_final",
                       "test minus training loss at the last epoch (lower: less overfitting)"),

@@ -171,10 +171,11 @@ def _reading(path):
                           + fix_hint(path)) from exc
 
 
-def load_torch(path):
-    """torch.load(weights_only=True) onto the CPU; a damaged or foreign file fails naming it and the fix."""
+def load_torch(path, mmap: bool = False):
+    """torch.load(weights_only=True) onto the CPU; a damaged or foreign file fails naming it and the fix.
+    `mmap`: tensors are read from disk only when touched (one layer of a large checkpoint)."""
     with _reading(path):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def read_json(path):

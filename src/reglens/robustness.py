@@ -2,6 +2,7 @@
 weight statistics and spectra, and the PCA of penultimate representations."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -218,6 +219,15 @@ def penultimate_pca(model, x: torch.Tensor, y: torch.Tensor, components: int = 2
     return [{"pc1": float(c[0]), "pc2": float(c[1]) if components > 1 else 0.0, "label": int(t),
              "explained_pc1": explained[0], "explained_pc2": explained[1] if components > 1 else 0.0}
             for c, t in zip(coords, y)]
+
+
+def first_layer_filters(state_dict: dict) -> np.ndarray | None:
+    """The first convolution's weights (out, in, k, k) of a checkpoint's state dict (the first 4-D
+    weight in registration order), or None for a network without one."""
+    for name, value in state_dict.items():
+        if name.endswith("weight") and value.dim() == 4:
+            return value.detach().double().cpu().numpy()
+    return None
 
 
 ROBUSTNESS_DEFAULTS = {

@@ -273,6 +273,29 @@ def attribution_grid(maps: dict, path, title: str = "") -> None:
     mosaic(tiles, path, labels, ["image", *[m.replace("_", "\n") for m in methods]], title)
 
 
+def filter_tiles(weights: np.ndarray) -> list[np.ndarray]:
+    """Each filter (in, k, k) as an RGB tile, 0.5 + w / (2 max|w|) over its own weights (grey: 0); a
+    one-channel filter grey, three channels as RGB, others their channel mean."""
+    tiles = []
+    for w in weights:
+        w = w.mean(0, keepdims=True) if w.shape[0] not in (1, 3) else w
+        scale = np.abs(w).max()
+        tile = 0.5 + w / (2 * scale) if scale > 0 else np.full_like(w, 0.5)
+        tiles.append(np.repeat(tile.transpose(1, 2, 0), 3, axis=2) if tile.shape[0] == 1 else tile.transpose(1, 2, 0))
+    return tiles
+
+
+def first_filters(weights: np.ndarray | None, path, title: str = "") -> None:
+    """The first convolution's filters, eight per row (TUKL's figure); nothing for a network without one."""
+    if weights is None:
+        return
+    tiles = filter_tiles(weights[:64])
+    rows = [tiles[i:i + 8] for i in range(0, len(tiles), 8)]
+    rows[-1] += [np.ones_like(tiles[0])] * (len(rows[0]) - len(rows[-1]))
+    mosaic([[_upsample(t, 24) for t in row] for row in rows], path, [], [],
+           f"{title}\nfirst-layer filters (each scaled to its own |w| max; grey 0)", cell_inches=0.5)
+
+
 def actmax_grid(blob: dict, path, title: str = "") -> None:
     """Every maximized unit and class logit, ten per row, labelled layer:unit."""
     images, layers, units = blob["images"], blob["layers"], blob["units"]
