@@ -66,6 +66,7 @@ SMALL = {
                 "mprt_methods": ["saliency"], "mprt_images": 2},
     "actmax": {"steps": 2, "units_per_layer": 1},
     "embedding": {"images": 60, "perplexity": 10.0, "max_iter": 250},
+    "neurons": {"images": 2, "ig_steps": 8},
     "dissect": {"enabled": False}, "road": {"enabled": False},
     "meta_consistency": {"methods": ["saliency", "random"], "images": 8, "perturbations": 1},
     "roar": {"cells": [], "methods": ["random", "saliency"]},
@@ -93,7 +94,7 @@ def test_which_cells_an_analysis_runs_on():
     names = {path: [a.name for a in layout.analyses_of(cfg, cell)] for path, cell in cells.items()}
     assert names["toy/mlp/none/seed0"] == ["train", "attack", "diagnose"]  # 2-D points: no image analyses
     assert names["small/simplecnn/l2/seed0"] == ["train", "attack", "diagnose", "embedding", "explain", "actmax",
-                                                 "meta_consistency"]
+                                                 "neurons", "meta_consistency"]
     with_roar = config.validate({**SMALL, "roar": {**SMALL["roar"], "cells": ["small/simplecnn/none/seed0"]}})
     assert "roar" in [a.name for a in layout.analyses_of(with_roar, grid.cells(with_roar)[0])]
     assert layout.parse_cell_path("small/simplecnn/l2/seed0") == ("small", "simplecnn", "l2", 0)

@@ -238,6 +238,35 @@ register(Analysis(
     cost=lambda c: c.fwd * c.gradient * c.cfg["actmax"]["steps"] * (c.ds.num_classes + 16)))
 
 
+NEURON_IG_TOLERANCE = 0.05  # completeness error above which a unit's Integrated Gradients map is flagged
+
+
+def _read_neurons(files) -> dict:
+    """Units mapped, and Integrated Gradients' completeness on them: the median error and the share of
+    (unit, image) maps above the tolerance (flagged, not averaged away)."""
+    table = read_csv(files["table"])
+    ig = table[table.method == "neuron_integrated_gradients"].completeness_error
+    out = {"neurons_units": float(len(table.drop_duplicates(["layer", "unit"])))}
+    if len(ig):
+        out["neurons_ig_completeness_median"] = float(ig.median())
+        out["neurons_ig_above_tolerance"] = float((ig > NEURON_IG_TOLERANCE).mean())
+    return out
+
+
+def _neurons_cost(c):
+    n = c.cfg["neurons"]
+    units = c.cfg["actmax"]["units_per_layer"] * c.named_layers + sum(len(v) for v in c.cfg["actmax"]["units"].values())
+    passes = sum(1 if m == "neuron_gradient" else n["ig_steps"] for m in n["methods"])
+    return c.fwd * c.gradient * n["images"] * units * passes
+
+
+register(Analysis(
+    "neurons", {"maps": "neurons/maps.pt", "table": "neurons/units.csv"}, "table", _read_neurons,
+    inputs="images", switch="neurons",
+    figures=(CellFigure("neurons.png", ("maps",), lambda f, p, t: draw.neuron_maps(load_torch(f["maps"]), p, t)),),
+    cost=_neurons_cost))
+
+
 # ---------------------------------------------------------------- ROAR / KAR and ROAD
 
 def _read_roar(files) -> dict:

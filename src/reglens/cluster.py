@@ -29,7 +29,7 @@ CLUSTER_DEFAULTS = {
 }
 # rules that run a network over images: a GPU on a GPU site (cells of 2-D points stay on CPUs)
 GPU_RULES = {"train", "train_shared", "roar_rank", "roar_retrain", "roar_baseline", "explain", "actmax", "attack",
-             "diagnose", "embedding", "dissect", "net2vec", "lesion", "shortcut", "road", "meta_consistency"}
+             "diagnose", "embedding", "neurons", "dissect", "net2vec", "lesion", "shortcut", "road", "meta_consistency"}
 WORKER_RULES = {"dissect", "net2vec", "decode_broden"}  # read Broden with dissect.workers loader processes
 MEM_EXTRA_MB = {"dissect": 2000, "net2vec": 2000, "decode_broden": 2000, "lesion": 1000}
 CELL_WILDCARDS = ("study", "arch", "reg", "seed")

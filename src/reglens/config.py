@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from reglens import (actmax, attribution, cluster, concepts, data, dissect, embedding, layout, meta_consistency, models,
-                     regularizers, replication, roar, robustness, shortcut)
+                     neurons, regularizers, replication, roar, robustness, shortcut)
 from reglens.data import broden as broden_io
 from reglens.data import clusters2d
 from reglens.grid import ConfigError, cells, expand_roar_cells
@@ -213,6 +213,7 @@ DEFAULTS = {
     "dissect": {"enabled": True, **dissect.DISSECT_DEFAULTS, "broden": dissect.BRODEN_DEFAULTS},
     "net2vec": concepts.NET2VEC_DEFAULTS, "lesion": concepts.LESION_DEFAULTS,
     "meta_consistency": meta_consistency.META_CONSISTENCY_DEFAULTS, "embedding": embedding.EMBEDDING_DEFAULTS,
+    "neurons": neurons.NEURONS_DEFAULTS,
 }
 STUDY_DEFAULTS = {"model": {}, "train": {}}  # a study's training settings: reglens.train.TRAIN_DEFAULTS, at use
 

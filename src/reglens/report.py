@@ -162,8 +162,10 @@ SECTIONS = [
      "accuracy against the majority rate) and ROAD (the cell's own model with "
      "imputation; higher: more faithful); the randomization check (Spearman between maps of the trained and the "
      "randomized model; lower: the map depends on what was learned); complexity (Gini of |map|, higher: "
-     "sparser; entropy, lower: more concentrated); agreement between methods.",
-     ["maps_*", "roar_curves", "roar_score", "kar_score", "road_score", "*mprt*", "method_agreement_mean", "gini",
+     "sparser; entropy, lower: more concentrated); agreement between methods; and where internal units look (per "
+     "cell, captum's neuron gradient and Integrated Gradients of the units activation maximization draws, laid over "
+     "the figure images; a map whose completeness error exceeds 5% is counted).",
+     ["maps_*", "neurons_*", "roar_curves", "roar_score", "kar_score", "road_score", "*mprt*", "method_agreement_mean", "gini",
       "entropy"]),
     ("what", "What it has learned: activation maximization and concepts",
      "Images that maximize each class logit (each stretched to its own range for display: optimization leaves the "

@@ -38,7 +38,7 @@ TINY = {
     "explain": {"methods": ["saliency", "random"], "figure_images": 2, "metric_images": 10,
                 "mprt_methods": ["saliency"], "mprt_images": 4},
     "actmax": {"steps": 5, "units_per_layer": 1},
-    "embedding": {"enabled": False},
+    "embedding": {"enabled": False}, "neurons": {"enabled": False},
     "dissect": {"broden": {"source": "synthetic", "synthetic": {"images": 30, "seg_size": 16, "scale": 2}},
                 "input_size": 16, "workers": 0, "top_units": 1, "top_images": 2},
     "road": {"enabled": False}, "meta_consistency": {"enabled": False},

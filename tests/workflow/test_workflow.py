@@ -28,6 +28,7 @@ TINY = {
                 "mprt_methods": ["saliency"], "mprt_images": 8},
     "actmax": {"steps": 10, "units_per_layer": 1},
     "embedding": {"images": 60, "perplexity": 10.0, "max_iter": 250},
+    "neurons": {"images": 2, "ig_steps": 8},
     "dissect": {"broden": {"source": "synthetic", "synthetic": {"images": 40, "seg_size": 16, "scale": 2}},
                 "input_size": 16, "workers": 0, "top_units": 2, "top_images": 2},
     "roar": {"cells": [{"archs": ["simplecnn"], "regularizers": ["none"], "seeds": [0]}],
@@ -78,7 +79,7 @@ def test_tiny_study_end_to_end(study):
     table = pd.read_csv(tmp_path / "results" / "tables" / "metrics.csv")
     # explain: gini and entropy per method, 6 randomization-check measures per checked method, the
     # agreement mean and its undefined count; diagnose: calibration 3, boundary 6 per plane kind,
-    # weights 5; actmax: 5; embedding: 4; dissect: 4 counts, 4 per layer, 5 categories and the
+    # weights 5; actmax: 5; embedding: 4; neurons: 3; dissect: 4 counts, 4 per layer, 5 categories and the
     # interpretability score; attack: FGSM and PGD accuracy and loss per eps (8), per eps of both norms
     # three attacks and their worst case (12), PGD at 2 step and 2 restart counts, the masking flag and
     # its 4 checks
@@ -86,7 +87,7 @@ def test_tiny_study_end_to_end(study):
     # random and their difference per k; net2vec: 8 over layers and 6 per layer (checked below)
     # meta_consistency: MC, its four criteria and the two kept shares per measure and perturbation type
     per_cell = {"train": 8, "attack": 8 + 4 * 3 + 4 + 5, "diagnose": 3 + 2 * 6 + 5,
-                "explain": 3 * 2 + 6 + 2, "actmax": 5, "embedding": 4, "dissect": 4 + 4 * 2 + 5 + 1, "road": 3 * 2, "shortcut": 6 + 2 * 3,
+                "explain": 3 * 2 + 6 + 2, "actmax": 5, "embedding": 4, "neurons": 3, "dissect": 4 + 4 * 2 + 5 + 1, "road": 3 * 2, "shortcut": 6 + 2 * 3,
                 "meta_consistency": 2 * 2 * 7,
                 "lesion": 3 * 2, "net2vec": 8 + 6 * 2}
     # roar: score and accuracy at the largest fraction per mode and method, runs, unfitted, leakage per method,

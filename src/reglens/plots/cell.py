@@ -296,6 +296,29 @@ def first_filters(weights: np.ndarray | None, path, title: str = "") -> None:
            f"{title}\nfirst-layer filters (each scaled to its own |w| max; grey 0)", cell_inches=0.5)
 
 
+def overlay_tile(image, heat) -> np.ndarray:
+    """An image in grey with |heat| laid over it (inferno, scaled to the map's own max, alpha by value)."""
+    grey = _image_tile(image).mean(2, keepdims=True).repeat(3, 2)
+    magnitude = np.abs(np.asarray(heat, dtype=float))
+    top = magnitude.max()
+    level = magnitude / top if top > 0 else magnitude
+    colour = plt.get_cmap("inferno")(level)[..., :3]
+    alpha = level[..., None]
+    return (1 - alpha) * grey + alpha * colour
+
+
+def neuron_maps(blob: dict, path, title: str = "") -> None:
+    """Per method and unit (rows), its map laid over each figure image (columns)."""
+    images, maps = blob["images"], np.asarray(blob["maps"])
+    labels, tiles = [], []
+    for m, method in enumerate(blob["methods"]):
+        for u, (layer, unit) in enumerate(zip(blob["layers"], blob["units"])):
+            labels.append(f"{method.removeprefix('neuron_')[:8]} {layer.removeprefix('body.')}:{unit}")
+            tiles.append([_upsample(overlay_tile(images[i], maps[m, u, i]), 48) for i in range(len(images))])
+    mosaic(tiles, path, labels, [f"image {i}" for i in range(len(images))],
+           f"{title}\nwhere each unit looks (|attribution| over the image)", cell_inches=0.8)
+
+
 def actmax_grid(blob: dict, path, title: str = "") -> None:
     """Every maximized unit and class logit, ten per row, labelled layer:unit."""
     images, layers, units = blob["images"], blob["layers"], blob["units"]
