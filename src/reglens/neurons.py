@@ -19,7 +19,7 @@ METHODS = ("neuron_gradient", "neuron_integrated_gradients")
 
 
 def unit_value(out: torch.Tensor, unit: int) -> torch.Tensor:
-    """A unit's value per image: its channel's spatial mean (a vector unit: itself)."""
+    """A unit's value per image: its channel's spatial mean."""
     return out[:, unit].flatten(1).mean(1)
 
 
@@ -34,7 +34,8 @@ def unit_activation(model, x: torch.Tensor, layer: str, unit: int) -> torch.Tens
     return unit_value(seen["out"], unit)
 
 
-def neuron_map(model, x: torch.Tensor, layer: str, unit: int, method: str, ig_steps: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def neuron_map(model, x: torch.Tensor, layer: str, unit: int, method: str,
+               ig_steps: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """(maps (N, H, W) summed over channels, completeness error per image; NaN for the gradient)."""
     if method not in METHODS:
         raise ValueError(f"neurons.methods: {method!r} is not a neuron method; valid: {list(METHODS)}")
