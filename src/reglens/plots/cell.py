@@ -313,7 +313,8 @@ def neuron_maps(blob: dict, path, title: str = "") -> None:
     labels, tiles = [], []
     for m, method in enumerate(blob["methods"]):
         for u, (layer, unit) in enumerate(zip(blob["layers"], blob["units"])):
-            labels.append(f"{method.removeprefix('neuron_')[:8]} {layer.removeprefix('body.')}:{unit}")
+            short = {"neuron_gradient": "gradient", "neuron_integrated_gradients": "IG"}.get(method, method)
+            labels.append(f"{short} {layer.removeprefix('body.')}:{unit}")
             tiles.append([_upsample(overlay_tile(images[i], maps[m, u, i]), 48) for i in range(len(images))])
     mosaic(tiles, path, labels, [f"image {i}" for i in range(len(images))],
            f"{title}\nwhere each unit looks (|attribution| over the image)", cell_inches=0.8)
