@@ -58,6 +58,10 @@ def test_stage_maps_the_units_activation_maximization_draws(digits_model, digits
     blob, table = load_torch(out["maps"]), read_csv(out["table"])
     assert list(zip(blob["layers"], blob["units"])) == [("body.block1", 0), ("body.block2", 4), ("body.block2", 1)]
     assert tuple(blob["maps"].shape) == (2, 3, 3, 8, 8) and len(table) == 2 * 3 * 3
+    with torch.no_grad():  # the recorded activation is the unit's mean through a forward hook
+        by_hook = unit_output(digits_model, blob["images"], "body.block2", 4)
+    recorded = table[(table.method == "neuron_gradient") & (table.layer == "body.block2") & (table.unit == 4)]
+    np.testing.assert_allclose(recorded.activation, by_hook.numpy(), rtol=1e-5, atol=1e-6)
     ig = table[table.method == "neuron_integrated_gradients"]
     assert ig.completeness_error.notna().all() and table[table.method == "neuron_gradient"].completeness_error.isna().all()
     tile = draw.overlay_tile(blob["images"][0], np.zeros((8, 8)))

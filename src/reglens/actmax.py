@@ -65,6 +65,11 @@ class PixelImage(nn.Module):
         self.pixels.clamp_(0, 1)
 
 
+def channel_mean(out: torch.Tensor, unit: int) -> torch.Tensor:
+    """A unit's value per image: its channel's spatial mean in the layer's output."""
+    return out[:, unit].flatten(1).mean(1)
+
+
 def objective_values(model: nn.Module, x: torch.Tensor, objectives: list[tuple[str | None, int]],
                      which: torch.Tensor | None = None) -> torch.Tensor:
     """Values of objectives on images: (N, K) for every objective on every image, or with `which`
@@ -78,7 +83,7 @@ def objective_values(model: nn.Module, x: torch.Tensor, objectives: list[tuple[s
     finally:
         for h in hooks:
             h.remove()
-    columns = [logits[:, index] if layer is None else captured[layer][:, index].flatten(1).mean(1)
+    columns = [logits[:, index] if layer is None else channel_mean(captured[layer], index)
                for layer, index in objectives]
     values = torch.stack(columns, 1)
     return values if which is None else values.gather(1, which.view(-1, 1)).squeeze(1)

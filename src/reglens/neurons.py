@@ -13,25 +13,11 @@ from __future__ import annotations
 import torch
 from captum.attr import NeuronGradient, NeuronIntegratedGradients
 
+from reglens.actmax import channel_mean, objective_values
+
 NEURONS_DEFAULTS = {"enabled": True, "methods": ["neuron_gradient", "neuron_integrated_gradients"], "images": 4,
                     "ig_steps": 64}
 METHODS = ("neuron_gradient", "neuron_integrated_gradients")
-
-
-def unit_value(out: torch.Tensor, unit: int) -> torch.Tensor:
-    """A unit's value per image: its channel's spatial mean."""
-    return out[:, unit].flatten(1).mean(1)
-
-
-def unit_activation(model, x: torch.Tensor, layer: str, unit: int) -> torch.Tensor:
-    seen = {}
-    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, out: seen.setdefault("out", out))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return unit_value(seen["out"], unit)
 
 
 def neuron_map(model, x: torch.Tensor, layer: str, unit: int, method: str,
@@ -41,12 +27,14 @@ def neuron_map(model, x: torch.Tensor, layer: str, unit: int, method: str,
         raise ValueError(f"neurons.methods: {method!r} is not a neuron method; valid: {list(METHODS)}")
     model = model.eval()
     module = model.get_submodule(layer)
-    select = lambda out: unit_value(out, unit)  # noqa: E731
+    select = lambda out: channel_mean(out, unit)  # noqa: E731
     if method == "neuron_gradient":
         attr = NeuronGradient(model, module).attribute(x, neuron_selector=select)
         return attr.sum(1).detach(), torch.full((len(x),), float("nan"), device=x.device)
     attr = NeuronIntegratedGradients(model, module).attribute(x, neuron_selector=select, baselines=torch.zeros_like(x),
                                                               n_steps=ig_steps, method="gausslegendre")
-    change = unit_activation(model, x, layer, unit) - unit_activation(model, torch.zeros_like(x), layer, unit)
+    with torch.no_grad():
+        ends = objective_values(model, torch.cat([x, torch.zeros_like(x[:1])]), [(layer, unit)])[:, 0]
+    change = ends[:-1] - ends[-1]
     error = (attr.flatten(1).sum(1) - change).abs() / change.abs().clamp_min(1e-12)
     return attr.sum(1).detach(), error.detach()

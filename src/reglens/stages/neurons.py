@@ -20,15 +20,16 @@ def run_neurons(model_path, dataset_path, out: dict, cfg: dict, units: dict, dev
     model = load_model(model_path, dev)
     chosen = actmax.default_objectives(model, 0, units["units_per_layer"], units.get("units", actmax.ACTMAX_DEFAULTS["units"]))
     x, _ = datasets.test_subset(data, cfg["images"], seed=3)  # explain's figure images
+    with torch.no_grad():
+        activations = actmax.objective_values(model, x, chosen).cpu()  # (images, units), one forward pass
     maps, rows = [], []
     for method in cfg["methods"]:
         per_unit = []
-        for layer, unit in chosen:
+        for k, (layer, unit) in enumerate(chosen):
             found, error = neurons.neuron_map(model, x, layer, unit, method, cfg["ig_steps"])
-            activation = neurons.unit_activation(model, x, layer, unit)
             per_unit.append(found.cpu())
             rows += [{"method": method, "layer": layer, "unit": unit, "image": i, "activation": float(a),
-                      "completeness_error": float(e)} for i, (a, e) in enumerate(zip(activation, error))]
+                      "completeness_error": float(e)} for i, (a, e) in enumerate(zip(activations[:, k], error))]
         maps.append(torch.stack(per_unit))
     torch_save({"images": x.cpu(), "layers": [layer for layer, _ in chosen], "units": [u for _, u in chosen],
                 "methods": list(cfg["methods"]), "maps": torch.stack(maps)}, out["maps"])
